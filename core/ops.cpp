@@ -1,0 +1,353 @@
+// Validation, output allocation and device dispatch for the ops of core/ops.h.
+#include "core/ops.h"
+
+#include <algorithm>
+
+#include "core/cpu/kernels.h"
+
+namespace lra::core {
+namespace {
+
+// All tensors of an op live on one device; CUDA kernels arrive with the CUDA issue.
+void require_cpu_op(const char* op, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors)
+    if (t->defined() && t->device() != Device::cpu)
+      fail("{}: no {} implementation yet (tensor of shape {})", op, device_name(t->device()),
+           t->shape_str());
+}
+
+void require_same(const char* op, const Tensor& a, const Tensor& b) {
+  check_same_shape(a, b, op);
+  check_same_dtype(a, b, op);
+}
+
+int64_t batch_count(const Tensor& t) { return t.numel() / std::max<int64_t>(1, t.dim(-1) * t.dim(-2)); }
+
+void check_key_mask(const char* op, const Tensor& mask, int64_t batch, int64_t seq) {
+  if (!mask.defined()) return;
+  LRA_CHECK(mask.rank() == 2 && mask.dim(0) == batch && mask.dim(1) == seq,
+            "{}: key mask of shape {} does not match [batch, seq] = [{}, {}]", op,
+            mask.shape_str(), batch, seq);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- GEMM
+void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
+          double beta) {
+  check_rank(a, 2, 4, "gemm (a)");
+  check_rank(b, 2, 4, "gemm (b)");
+  check_rank(c, 2, 4, "gemm (c)");
+  check_same_dtype(a, b, "gemm");
+  check_same_dtype(a, c, "gemm");
+  require_cpu_op("gemm", {&a, &b, &c});
+  int64_t m = ta ? a.dim(-1) : a.dim(-2);
+  int64_t k = ta ? a.dim(-2) : a.dim(-1);
+  int64_t kb = tb ? b.dim(-1) : b.dim(-2);
+  int64_t n = tb ? b.dim(-2) : b.dim(-1);
+  LRA_CHECK(k == kb, "gemm: inner dimensions differ: op(a) of {} is {}x{}, op(b) of {} is {}x{}",
+            a.shape_str(), m, k, b.shape_str(), kb, n);
+  LRA_CHECK(c.dim(-2) == m && c.dim(-1) == n, "gemm: output {} is not {}x{} (a {}, b {})",
+            c.shape_str(), m, n, a.shape_str(), b.shape_str());
+  int64_t pa = batch_count(a), pb = batch_count(b), pc = batch_count(c);
+  int64_t p = std::max({pa, pb, pc});
+  LRA_CHECK((pa == 1 || pa == p) && (pb == 1 || pb == p) && (pc == 1 || pc == p),
+            "gemm: batch counts differ: a {} ({}), b {} ({}), c {} ({})", a.shape_str(), pa,
+            b.shape_str(), pb, c.shape_str(), pc);
+  if (c.numel() == 0) return;
+  if (k == 0) {
+    cpu::axpby(c, beta, Tensor(), 0.0);
+    return;
+  }
+  cpu::gemm(a, ta, b, tb, c, alpha, beta, m, n, k, pa, pb, pc);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb, double alpha) {
+  check_rank(a, 2, 4, "matmul (a)");
+  check_rank(b, 2, 4, "matmul (b)");
+  const Tensor& lead = batch_count(b) > batch_count(a) ? b : a;
+  std::vector<int64_t> dims = lead.shape().to_vector();
+  dims[dims.size() - 2] = ta ? a.dim(-1) : a.dim(-2);
+  dims[dims.size() - 1] = tb ? b.dim(-2) : b.dim(-1);
+  Tensor c = Tensor::empty(Shape(dims), a.dtype(), a.device());
+  gemm(a, ta, b, tb, c, alpha, 0.0);
+  return c;
+}
+
+void matmul_backward(const Tensor& a, bool ta, const Tensor& b, bool tb, double alpha,
+                     const Tensor& dc, Tensor* da, Tensor* db, bool accumulate) {
+  double beta = accumulate ? 1.0 : 0.0;
+  if (da) {
+    LRA_CHECK(da->shape() == a.shape(), "matmul_backward: da {} does not match a {}",
+              da->shape_str(), a.shape_str());
+    // c = op(a) op(b): d op(a) = dc op(b)ᵀ; da = (d op(a))ᵀ when a is transposed.
+    if (!ta) gemm(dc, false, b, !tb, *da, alpha, beta);
+    else gemm(b, tb, dc, true, *da, alpha, beta);
+  }
+  if (db) {
+    LRA_CHECK(db->shape() == b.shape(), "matmul_backward: db {} does not match b {}",
+              db->shape_str(), b.shape_str());
+    // d op(b) = op(a)ᵀ dc; db = (d op(b))ᵀ when b is transposed.
+    if (!tb) gemm(a, !ta, dc, false, *db, alpha, beta);
+    else gemm(dc, true, a, ta, *db, alpha, beta);
+  }
+}
+
+// ---------------------------------------------------------------- softmax
+Tensor softmax(const Tensor& x, const Tensor& key_mask, double scale) {
+  check_rank(x, 1, 4, "softmax");
+  require_cpu_op("softmax", {&x, &key_mask});
+  if (key_mask.defined()) check_key_mask("softmax", key_mask, x.dim(0), x.dim(-1));
+  LRA_CHECK(!key_mask.defined() || x.rank() >= 2, "softmax: a key mask needs x of rank >= 2");
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::softmax(x, key_mask, scale, y);
+  return y;
+}
+
+Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale) {
+  require_same("softmax_backward", y, dy);
+  require_cpu_op("softmax_backward", {&y, &dy});
+  Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+  cpu::softmax_backward(y, dy, scale, dx);
+  return dx;
+}
+
+// ---------------------------------------------------------------- layer norm
+LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
+  check_rank(x, 1, 4, "layer_norm");
+  require_cpu_op("layer_norm", {&x, &gamma, &beta});
+  int64_t cols = x.dim(-1);
+  LRA_CHECK(gamma.rank() == 1 && gamma.dim(0) == cols && beta.shape() == gamma.shape(),
+            "layer_norm: gamma {} and beta {} must be [{}] for input {}", gamma.shape_str(),
+            beta.shape_str(), cols, x.shape_str());
+  check_same_dtype(x, gamma, "layer_norm");
+  int64_t rows = cols ? x.numel() / cols : 0;
+  LayerNormResult r{Tensor::empty(x.shape(), x.dtype(), x.device()),
+                    Tensor::empty(Shape{rows}, x.dtype(), x.device()),
+                    Tensor::empty(Shape{rows}, x.dtype(), x.device())};
+  cpu::layer_norm(x, gamma, beta, eps, r.y, r.mean, r.rstd);
+  return r;
+}
+
+LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                   const Tensor& rstd, const Tensor& dy) {
+  require_same("layer_norm_backward", x, dy);
+  require_cpu_op("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy});
+  LayerNormGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
+                   Tensor::empty(gamma.shape(), x.dtype(), x.device()),
+                   Tensor::empty(gamma.shape(), x.dtype(), x.device())};
+  cpu::layer_norm_backward(x, gamma, mean, rstd, dy, g.dx, g.dgamma, g.dbeta);
+  return g;
+}
+
+// ---------------------------------------------------------------- activations
+namespace {
+Tensor unary_op(const char* name, cpu::Unary op, const Tensor& x) {
+  LRA_CHECK(x.defined(), "{}: tensor is undefined", name);
+  require_cpu_op(name, {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::unary(op, x, y);
+  return y;
+}
+Tensor unary_backward_op(const char* name, cpu::Unary op, const Tensor& x, const Tensor& dy) {
+  require_same(name, x, dy);
+  require_cpu_op(name, {&x, &dy});
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::unary_backward(op, x, dy, dx);
+  return dx;
+}
+Tensor binary_op(const char* name, cpu::Binary op, const Tensor& a, const Tensor& b) {
+  require_same(name, a, b);
+  require_cpu_op(name, {&a, &b});
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cpu::binary(op, a, b, y);
+  return y;
+}
+}  // namespace
+
+Tensor gelu(const Tensor& x) { return unary_op("gelu", cpu::Unary::gelu, x); }
+Tensor gelu_backward(const Tensor& x, const Tensor& dy) {
+  return unary_backward_op("gelu_backward", cpu::Unary::gelu, x, dy);
+}
+Tensor relu(const Tensor& x) { return unary_op("relu", cpu::Unary::relu, x); }
+Tensor relu_backward(const Tensor& x, const Tensor& dy) {
+  return unary_backward_op("relu_backward", cpu::Unary::relu, x, dy);
+}
+
+// ---------------------------------------------------------------- elementwise
+Tensor add(const Tensor& a, const Tensor& b) { return binary_op("add", cpu::Binary::add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary_op("sub", cpu::Binary::sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary_op("mul", cpu::Binary::mul, a, b); }
+
+MulGrads mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy) {
+  require_same("mul_backward", a, dy);
+  return {mul(dy, b), mul(dy, a)};
+}
+
+Tensor scale(const Tensor& x, double alpha) {
+  LRA_CHECK(x.defined(), "scale: tensor is undefined");
+  require_cpu_op("scale", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::axpby(y, 0.0, x, alpha);
+  return y;
+}
+
+void add_into(Tensor& y, const Tensor& x, double alpha) {
+  require_same("add_into", y, x);
+  require_cpu_op("add_into", {&y, &x});
+  cpu::axpby(y, 1.0, x, alpha);
+}
+
+Tensor add_bias(const Tensor& x, const Tensor& bias) {
+  check_rank(x, 1, 4, "add_bias");
+  LRA_CHECK(bias.rank() == 1 && bias.dim(0) == x.dim(-1),
+            "add_bias: bias {} does not match the last dim of {}", bias.shape_str(), x.shape_str());
+  check_same_dtype(x, bias, "add_bias");
+  require_cpu_op("add_bias", {&x, &bias});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::add_bias(x, bias, y);
+  return y;
+}
+
+Tensor scale_rows(const Tensor& x, const Tensor& s) {
+  LRA_CHECK(x.defined() && s.defined(), "scale_rows: tensor is undefined");
+  LRA_CHECK(s.numel() > 0 && x.numel() % s.numel() == 0,
+            "scale_rows: {} row scales do not divide x of shape {}", s.numel(), x.shape_str());
+  check_same_dtype(x, s, "scale_rows");
+  require_cpu_op("scale_rows", {&x, &s});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::scale_rows(x, s, y);
+  return y;
+}
+
+ScaleRowsGrads scale_rows_backward(const Tensor& x, const Tensor& s, const Tensor& dy) {
+  require_same("scale_rows_backward", x, dy);
+  ScaleRowsGrads g{scale_rows(dy, s), Tensor::empty(s.shape(), s.dtype(), s.device())};
+  cpu::row_dot(x, dy, g.ds);
+  return g;
+}
+
+// ---------------------------------------------------------------- reductions
+double sum_all(const Tensor& x) {
+  LRA_CHECK(x.defined(), "sum_all: tensor is undefined");
+  require_cpu_op("sum_all", {&x});
+  return cpu::sum_all(x);
+}
+
+double mean_all(const Tensor& x) {
+  LRA_CHECK(x.numel() > 0, "mean_all: tensor of shape {} is empty", x.shape_str());
+  return sum_all(x) / static_cast<double>(x.numel());
+}
+
+namespace {
+Shape without_last(const Shape& s) {
+  std::vector<int64_t> d = s.to_vector();
+  d.pop_back();
+  if (d.empty()) d.push_back(1);
+  return Shape(d);
+}
+Tensor row_reduce(const char* name, const Tensor& x, bool mean) {
+  check_rank(x, 1, 4, name);
+  require_cpu_op(name, {&x});
+  Tensor y = Tensor::empty(without_last(x.shape()), x.dtype(), x.device());
+  cpu::sum_rows(x, mean ? 1.0 / static_cast<double>(std::max<int64_t>(1, x.dim(-1))) : 1.0, y);
+  return y;
+}
+Tensor row_reduce_backward(const char* name, const Tensor& dy, const Shape& like, bool mean) {
+  LRA_CHECK(like.rank() >= 1 && dy.numel() * like[like.rank() - 1] == like.numel(),
+            "{}: gradient {} does not match input shape {}", name, dy.shape_str(), like.str());
+  require_cpu_op(name, {&dy});
+  Tensor dx = Tensor::empty(like, dy.dtype(), dy.device());
+  double cols = static_cast<double>(like[like.rank() - 1]);
+  cpu::broadcast_rows(dy, mean ? 1.0 / std::max(1.0, cols) : 1.0, dx);
+  return dx;
+}
+}  // namespace
+
+Tensor sum_rows(const Tensor& x) { return row_reduce("sum_rows", x, false); }
+Tensor mean_rows(const Tensor& x) { return row_reduce("mean_rows", x, true); }
+Tensor sum_rows_backward(const Tensor& dy, const Shape& like) {
+  return row_reduce_backward("sum_rows_backward", dy, like, false);
+}
+Tensor mean_rows_backward(const Tensor& dy, const Shape& like) {
+  return row_reduce_backward("mean_rows_backward", dy, like, true);
+}
+
+Tensor sum_leading(const Tensor& x) {
+  check_rank(x, 1, 4, "sum_leading");
+  require_cpu_op("sum_leading", {&x});
+  Tensor y = Tensor::empty(Shape{x.dim(-1)}, x.dtype(), x.device());
+  cpu::sum_leading(x, y);
+  return y;
+}
+
+// ---------------------------------------------------------------- layout
+Tensor transpose12(const Tensor& x) {
+  check_rank(x, 4, 4, "transpose12");
+  require_cpu_op("transpose12", {&x});
+  Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2), x.dim(1), x.dim(3)}, x.dtype(), x.device());
+  cpu::transpose12(x, y);
+  return y;
+}
+
+// ---------------------------------------------------------------- segment means
+SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask) {
+  check_rank(x, 3, 4, "segment_means");
+  require_cpu_op("segment_means", {&x, &key_mask});
+  LRA_CHECK(m >= 1, "segment_means: number of segments must be >= 1, got {}", m);
+  int64_t seq = x.dim(-2);
+  check_key_mask("segment_means", key_mask, x.dim(0), seq);
+  std::vector<int64_t> dims = x.shape().to_vector();
+  dims[dims.size() - 2] = m;
+  SegmentMeans r{Tensor::empty(Shape(dims), x.dtype(), x.device()),
+                 Tensor::empty(Shape{x.dim(0), m}, x.dtype(), x.device())};
+  cpu::segment_means(x, m, key_mask, r.means, r.counts);
+  return r;
+}
+
+Tensor segment_means_backward(const Tensor& d_means, const Shape& x_shape, const Tensor& key_mask) {
+  check_rank(d_means, 3, 4, "segment_means_backward");
+  require_cpu_op("segment_means_backward", {&d_means, &key_mask});
+  LRA_CHECK(x_shape.rank() == d_means.rank() && x_shape[0] == d_means.dim(0) &&
+                x_shape[x_shape.rank() - 1] == d_means.dim(-1) &&
+                (x_shape.rank() == 3 || x_shape[1] == d_means.dim(1)),
+            "segment_means_backward: gradient {} does not match input shape {}",
+            d_means.shape_str(), x_shape.str());
+  check_key_mask("segment_means_backward", key_mask, x_shape[0], x_shape[x_shape.rank() - 2]);
+  Tensor dx = Tensor::empty(x_shape, d_means.dtype(), d_means.device());
+  cpu::segment_means_backward(d_means, key_mask, dx);
+  return dx;
+}
+
+// ---------------------------------------------------------------- depthwise conv
+namespace {
+void check_conv(const char* op, const Tensor& x, const Tensor& w) {
+  check_rank(x, 4, 4, op);
+  check_rank(w, 2, 2, op);
+  check_same_dtype(x, w, op);
+  LRA_CHECK(w.dim(0) == x.dim(1), "{}: filter {} needs one row per head of input {}", op,
+            w.shape_str(), x.shape_str());
+  LRA_CHECK(w.dim(1) % 2 == 1, "{}: kernel width {} must be odd (same-length output)", op,
+            w.dim(1));
+}
+}  // namespace
+
+Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w) {
+  check_conv("depthwise_conv_seq", x, w);
+  require_cpu_op("depthwise_conv_seq", {&x, &w});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::depthwise_conv_seq(x, w, y);
+  return y;
+}
+
+ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy) {
+  check_conv("depthwise_conv_seq_backward", x, w);
+  require_same("depthwise_conv_seq_backward", x, dy);
+  require_cpu_op("depthwise_conv_seq_backward", {&x, &w, &dy});
+  ConvGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
+              Tensor::empty(w.shape(), w.dtype(), w.device())};
+  cpu::depthwise_conv_seq_backward(x, w, dy, g.dx, g.dw);
+  return g;
+}
+
+}  // namespace lra::core
