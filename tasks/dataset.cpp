@@ -31,6 +31,21 @@ bool register_task(TaskInfo info) {
 
 const std::map<std::string, TaskInfo>& tasks() { return table(); }
 
+namespace {
+std::map<std::string, GeneratorInfo>& generator_table() {
+  static std::map<std::string, GeneratorInfo> entries;
+  return entries;
+}
+}  // namespace
+
+bool register_generator(GeneratorInfo info) {
+  std::string name = info.task;
+  generator_table().emplace(name, std::move(info));
+  return true;
+}
+
+const std::map<std::string, GeneratorInfo>& generators() { return generator_table(); }
+
 const TaskInfo& task_info(const std::string& name) {
   auto it = table().find(name);
   if (it == table().end()) {

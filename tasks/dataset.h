@@ -81,3 +81,25 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch);
 #define LRA_REGISTER_TASK(...)                                        \
   static const bool LRA_TASKS_CONCAT(lra_task_registered_, __LINE__) = \
       ::lra::tasks::register_task(__VA_ARGS__)
+
+namespace lra::tasks {
+
+// A data generator for `lra data generate TASK --out DIR --seed S [options]`.
+// `options` holds the command's --key value pairs without the leading dashes
+// (e.g. {"train": "1000"}); keys outside `option_names` are rejected by the command.
+struct GeneratorInfo {
+  std::string task;                       // e.g. "listops", "pathfinder"
+  std::string usage;                      // options text for --help
+  std::vector<std::string> option_names;  // accepted options besides --out and --seed
+  std::function<void(const std::string& out_dir, uint64_t seed,
+                     const std::map<std::string, std::string>& options)>
+      run;
+};
+bool register_generator(GeneratorInfo info);
+const std::map<std::string, GeneratorInfo>& generators();
+
+}  // namespace lra::tasks
+
+#define LRA_REGISTER_GENERATOR(...)                                        \
+  static const bool LRA_TASKS_CONCAT(lra_generator_registered_, __LINE__) = \
+      ::lra::tasks::register_generator(__VA_ARGS__)
