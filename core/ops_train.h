@@ -1,0 +1,78 @@
+#pragma once
+// Ops that training needs beyond core/ops.h: embedding gather/scatter, positional add,
+// prepending a CLS row, masked mean pooling, pair features, dropout masks from the
+// counter-based RNG, cross-entropy, and the AdamW update. Same conventions as
+// core/ops.h: validated here, dispatched to CPU kernels (core/cpu/train_kernels.cpp);
+// f32 and f64; other devices are an lra::Error for now.
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace lra::core {
+
+// ---------------------------------------------------------------- embeddings
+// y[r, :] = table[ids[r], :] for every id; y is [rows, C] with rows = ids.size().
+Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids);
+// dtable[ids[r], :] += dy[r, :] (accumulates; deterministic order).
+void embedding_backward(const std::vector<int32_t>& ids, const Tensor& dy, Tensor& dtable);
+
+// x[b, n, :] += pos[n, :] in place (x: [B, N, C], pos: [P, C] with P >= N).
+void add_positions(Tensor& x, const Tensor& pos);
+// dpos[n, :] += sum_b dy[b, n, :] (dpos: [P, C], P >= N).
+void add_positions_backward(const Tensor& dy, Tensor& dpos);
+
+// y = [cls; x[b]] for every b: x [B, N, C], cls [C] -> y [B, N + 1, C].
+Tensor prepend_row(const Tensor& x, const Tensor& cls);
+struct PrependRowGrads {
+  Tensor dx, dcls;
+};
+PrependRowGrads prepend_row_backward(const Tensor& dy);
+
+// ---------------------------------------------------------------- pooling
+// y[b, :] = mean over n of x[b, n, :], over the positions with key_mask[b, n] = 1, or
+// over all N positions when key_mask is undefined. x: [B, N, C] -> y: [B, C].
+// A row with no real token pools to 0.
+Tensor masked_mean(const Tensor& x, const Tensor& key_mask);
+Tensor masked_mean_backward(const Tensor& dy, const Tensor& key_mask, const Shape& x_shape);
+
+// Retrieval features: [u, v, u * v, u - v] along the last dim ([B, C] each -> [B, 4C]).
+Tensor pair_features(const Tensor& u, const Tensor& v);
+struct PairFeatureGrads {
+  Tensor du, dv;
+};
+PairFeatureGrads pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy);
+
+// ---------------------------------------------------------------- dropout
+// A dropout mask of `shape`: element i is 0 with probability p, else 1 / (1 - p). It is
+// a pure function of (seed, stream, i) (Philox4x32-10 with key = seed and counter =
+// (i / 4, stream)), so a run resumed at any step draws the same masks. p = 0 gives ones.
+Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
+                    DType dtype = DType::f32);
+// Apply: y = x * mask (core::mul); backward: dx = dy * mask.
+
+// ---------------------------------------------------------------- loss
+struct CrossEntropyResult {
+  double loss = 0;     // mean over the batch of -log softmax(logits)[label]
+  int64_t correct = 0; // rows whose arg-max (first on ties) equals the label
+  Tensor probs;        // softmax(logits), kept for the backward
+};
+// logits [B, K], labels in [0, K).
+CrossEntropyResult cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels);
+// d mean-loss / d logits = (probs - onehot(labels)) / B.
+Tensor cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels);
+
+// ---------------------------------------------------------------- optimizer
+double sum_squares(const Tensor& x);  // in double, deterministic order
+
+struct AdamWParams {
+  double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-6, weight_decay = 0;
+  double grad_scale = 1;  // the gradient is multiplied by this (global-norm clipping)
+  int64_t step = 1;       // 1-based step for the bias corrections
+};
+// Decoupled weight decay (Loshchilov & Hutter): with g = grad_scale * grad,
+// m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+// w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w.
+void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p);
+
+}  // namespace lra::core
