@@ -1,6 +1,7 @@
 #include "core/allocator.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "core/error.h"
@@ -43,6 +44,7 @@ class CpuAllocator final : public Allocator {
 }  // namespace
 
 Allocator* cuda_allocator();  // defined in core/cuda (or a stub when CUDA is not built)
+void cuda_copy_bytes(void* dst, const void* src, std::size_t bytes);  // likewise
 
 Allocator& allocator_for(Device device) {
   if (device == Device::cpu) {
@@ -50,6 +52,16 @@ Allocator& allocator_for(Device device) {
     return cpu;
   }
   return *cuda_allocator();
+}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                std::size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device == Device::cpu && src_device == Device::cpu) {
+    std::memmove(dst, src, bytes);
+    return;
+  }
+  cuda_copy_bytes(dst, src, bytes);
 }
 
 }  // namespace lra::core

@@ -33,4 +33,9 @@ class Allocator {
 // The process-wide allocator of a device. CUDA throws lra::Error when not built/present.
 Allocator& allocator_for(Device device);
 
+// Copies `bytes` between buffers on any devices (host<->device copies are explicit and
+// synchronous; no managed memory).
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                std::size_t bytes);
+
 }  // namespace lra::core

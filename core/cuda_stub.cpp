@@ -14,4 +14,8 @@ Allocator* cuda_allocator() {
   fail("device cuda: lra was built without CUDA (configure with -DLRA_CUDA=ON and nvcc present)");
 }
 
+void cuda_copy_bytes(void*, const void*, std::size_t) {
+  fail("device cuda: lra was built without CUDA (configure with -DLRA_CUDA=ON and nvcc present)");
+}
+
 }  // namespace lra::core

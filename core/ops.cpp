@@ -4,16 +4,28 @@
 #include <algorithm>
 
 #include "core/cpu/kernels.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/kernels.h"
+// Runs the kernel of the device the op's tensors live on.
+#define LRA_RUN(device, fn, ...) \
+  ((device) == Device::cuda ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
+#else
+#define LRA_RUN(device, fn, ...) cpu::fn(__VA_ARGS__)
+#endif
 
 namespace lra::core {
 namespace {
 
-// All tensors of an op live on one device; CUDA kernels arrive with the CUDA issue.
-void require_cpu_op(const char* op, std::initializer_list<const Tensor*> tensors) {
-  for (const Tensor* t : tensors)
-    if (t->defined() && t->device() != Device::cpu)
-      fail("{}: no {} implementation yet (tensor of shape {})", op, device_name(t->device()),
-           t->shape_str());
+// All tensors of an op live on one device (copies between devices are explicit).
+void require_one_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    LRA_CHECK(t->device() == first->device(), "{}: tensors on {} ({}) and {} ({}) — copy one first",
+              op, device_name(first->device()), first->shape_str(), device_name(t->device()),
+              t->shape_str());
+  }
 }
 
 void require_same(const char* op, const Tensor& a, const Tensor& b) {
@@ -40,7 +52,7 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
   check_rank(c, 2, 4, "gemm (c)");
   check_same_dtype(a, b, "gemm");
   check_same_dtype(a, c, "gemm");
-  require_cpu_op("gemm", {&a, &b, &c});
+  require_one_device("gemm", {&a, &b, &c});
   int64_t m = ta ? a.dim(-1) : a.dim(-2);
   int64_t k = ta ? a.dim(-2) : a.dim(-1);
   int64_t kb = tb ? b.dim(-1) : b.dim(-2);
@@ -56,10 +68,10 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
             b.shape_str(), pb, c.shape_str(), pc);
   if (c.numel() == 0) return;
   if (k == 0) {
-    cpu::axpby(c, beta, Tensor(), 0.0);
+    LRA_RUN(c.device(), axpby, c, beta, Tensor(), 0.0);
     return;
   }
-  cpu::gemm(a, ta, b, tb, c, alpha, beta, m, n, k, pa, pb, pc);
+  LRA_RUN(a.device(), gemm, a, ta, b, tb, c, alpha, beta, m, n, k, pa, pb, pc);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb, double alpha) {
@@ -96,26 +108,26 @@ void matmul_backward(const Tensor& a, bool ta, const Tensor& b, bool tb, double 
 // ---------------------------------------------------------------- softmax
 Tensor softmax(const Tensor& x, const Tensor& key_mask, double scale) {
   check_rank(x, 1, 4, "softmax");
-  require_cpu_op("softmax", {&x, &key_mask});
+  require_one_device("softmax", {&x, &key_mask});
   if (key_mask.defined()) check_key_mask("softmax", key_mask, x.dim(0), x.dim(-1));
   LRA_CHECK(!key_mask.defined() || x.rank() >= 2, "softmax: a key mask needs x of rank >= 2");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::softmax(x, key_mask, scale, y);
+  LRA_RUN(x.device(), softmax, x, key_mask, scale, y);
   return y;
 }
 
 Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale) {
   require_same("softmax_backward", y, dy);
-  require_cpu_op("softmax_backward", {&y, &dy});
+  require_one_device("softmax_backward", {&y, &dy});
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-  cpu::softmax_backward(y, dy, scale, dx);
+  LRA_RUN(y.device(), softmax_backward, y, dy, scale, dx);
   return dx;
 }
 
 // ---------------------------------------------------------------- layer norm
 LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
   check_rank(x, 1, 4, "layer_norm");
-  require_cpu_op("layer_norm", {&x, &gamma, &beta});
+  require_one_device("layer_norm", {&x, &gamma, &beta});
   int64_t cols = x.dim(-1);
   LRA_CHECK(gamma.rank() == 1 && gamma.dim(0) == cols && beta.shape() == gamma.shape(),
             "layer_norm: gamma {} and beta {} must be [{}] for input {}", gamma.shape_str(),
@@ -125,18 +137,18 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& b
   LayerNormResult r{Tensor::empty(x.shape(), x.dtype(), x.device()),
                     Tensor::empty(Shape{rows}, x.dtype(), x.device()),
                     Tensor::empty(Shape{rows}, x.dtype(), x.device())};
-  cpu::layer_norm(x, gamma, beta, eps, r.y, r.mean, r.rstd);
+  LRA_RUN(x.device(), layer_norm, x, gamma, beta, eps, r.y, r.mean, r.rstd);
   return r;
 }
 
 LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
                                    const Tensor& rstd, const Tensor& dy) {
   require_same("layer_norm_backward", x, dy);
-  require_cpu_op("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy});
+  require_one_device("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy});
   LayerNormGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
                    Tensor::empty(gamma.shape(), x.dtype(), x.device()),
                    Tensor::empty(gamma.shape(), x.dtype(), x.device())};
-  cpu::layer_norm_backward(x, gamma, mean, rstd, dy, g.dx, g.dgamma, g.dbeta);
+  LRA_RUN(x.device(), layer_norm_backward, x, gamma, mean, rstd, dy, g.dx, g.dgamma, g.dbeta);
   return g;
 }
 
@@ -144,23 +156,23 @@ LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const T
 namespace {
 Tensor unary_op(const char* name, cpu::Unary op, const Tensor& x) {
   LRA_CHECK(x.defined(), "{}: tensor is undefined", name);
-  require_cpu_op(name, {&x});
+  require_one_device(name, {&x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::unary(op, x, y);
+  LRA_RUN(x.device(), unary, op, x, y);
   return y;
 }
 Tensor unary_backward_op(const char* name, cpu::Unary op, const Tensor& x, const Tensor& dy) {
   require_same(name, x, dy);
-  require_cpu_op(name, {&x, &dy});
+  require_one_device(name, {&x, &dy});
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::unary_backward(op, x, dy, dx);
+  LRA_RUN(x.device(), unary_backward, op, x, dy, dx);
   return dx;
 }
 Tensor binary_op(const char* name, cpu::Binary op, const Tensor& a, const Tensor& b) {
   require_same(name, a, b);
-  require_cpu_op(name, {&a, &b});
+  require_one_device(name, {&a, &b});
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  cpu::binary(op, a, b, y);
+  LRA_RUN(a.device(), binary, op, a, b, y);
   return y;
 }
 }  // namespace
@@ -186,16 +198,16 @@ MulGrads mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy) {
 
 Tensor scale(const Tensor& x, double alpha) {
   LRA_CHECK(x.defined(), "scale: tensor is undefined");
-  require_cpu_op("scale", {&x});
+  require_one_device("scale", {&x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::axpby(y, 0.0, x, alpha);
+  LRA_RUN(y.device(), axpby, y, 0.0, x, alpha);
   return y;
 }
 
 void add_into(Tensor& y, const Tensor& x, double alpha) {
   require_same("add_into", y, x);
-  require_cpu_op("add_into", {&y, &x});
-  cpu::axpby(y, 1.0, x, alpha);
+  require_one_device("add_into", {&y, &x});
+  LRA_RUN(y.device(), axpby, y, 1.0, x, alpha);
 }
 
 Tensor add_bias(const Tensor& x, const Tensor& bias) {
@@ -203,9 +215,9 @@ Tensor add_bias(const Tensor& x, const Tensor& bias) {
   LRA_CHECK(bias.rank() == 1 && bias.dim(0) == x.dim(-1),
             "add_bias: bias {} does not match the last dim of {}", bias.shape_str(), x.shape_str());
   check_same_dtype(x, bias, "add_bias");
-  require_cpu_op("add_bias", {&x, &bias});
+  require_one_device("add_bias", {&x, &bias});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::add_bias(x, bias, y);
+  LRA_RUN(x.device(), add_bias, x, bias, y);
   return y;
 }
 
@@ -214,24 +226,24 @@ Tensor scale_rows(const Tensor& x, const Tensor& s) {
   LRA_CHECK(s.numel() > 0 && x.numel() % s.numel() == 0,
             "scale_rows: {} row scales do not divide x of shape {}", s.numel(), x.shape_str());
   check_same_dtype(x, s, "scale_rows");
-  require_cpu_op("scale_rows", {&x, &s});
+  require_one_device("scale_rows", {&x, &s});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::scale_rows(x, s, y);
+  LRA_RUN(x.device(), scale_rows, x, s, y);
   return y;
 }
 
 ScaleRowsGrads scale_rows_backward(const Tensor& x, const Tensor& s, const Tensor& dy) {
   require_same("scale_rows_backward", x, dy);
   ScaleRowsGrads g{scale_rows(dy, s), Tensor::empty(s.shape(), s.dtype(), s.device())};
-  cpu::row_dot(x, dy, g.ds);
+  LRA_RUN(x.device(), row_dot, x, dy, g.ds);
   return g;
 }
 
 // ---------------------------------------------------------------- reductions
 double sum_all(const Tensor& x) {
   LRA_CHECK(x.defined(), "sum_all: tensor is undefined");
-  require_cpu_op("sum_all", {&x});
-  return cpu::sum_all(x);
+  require_one_device("sum_all", {&x});
+  return LRA_RUN(x.device(), sum_all, x);
 }
 
 double mean_all(const Tensor& x) {
@@ -248,18 +260,19 @@ Shape without_last(const Shape& s) {
 }
 Tensor row_reduce(const char* name, const Tensor& x, bool mean) {
   check_rank(x, 1, 4, name);
-  require_cpu_op(name, {&x});
+  require_one_device(name, {&x});
   Tensor y = Tensor::empty(without_last(x.shape()), x.dtype(), x.device());
-  cpu::sum_rows(x, mean ? 1.0 / static_cast<double>(std::max<int64_t>(1, x.dim(-1))) : 1.0, y);
+  double alpha = mean ? 1.0 / static_cast<double>(std::max<int64_t>(1, x.dim(-1))) : 1.0;
+  LRA_RUN(x.device(), sum_rows, x, alpha, y);
   return y;
 }
 Tensor row_reduce_backward(const char* name, const Tensor& dy, const Shape& like, bool mean) {
   LRA_CHECK(like.rank() >= 1 && dy.numel() * like[like.rank() - 1] == like.numel(),
             "{}: gradient {} does not match input shape {}", name, dy.shape_str(), like.str());
-  require_cpu_op(name, {&dy});
+  require_one_device(name, {&dy});
   Tensor dx = Tensor::empty(like, dy.dtype(), dy.device());
   double cols = static_cast<double>(like[like.rank() - 1]);
-  cpu::broadcast_rows(dy, mean ? 1.0 / std::max(1.0, cols) : 1.0, dx);
+  LRA_RUN(dy.device(), broadcast_rows, dy, mean ? 1.0 / std::max(1.0, cols) : 1.0, dx);
   return dx;
 }
 }  // namespace
@@ -275,25 +288,25 @@ Tensor mean_rows_backward(const Tensor& dy, const Shape& like) {
 
 Tensor sum_leading(const Tensor& x) {
   check_rank(x, 1, 4, "sum_leading");
-  require_cpu_op("sum_leading", {&x});
+  require_one_device("sum_leading", {&x});
   Tensor y = Tensor::empty(Shape{x.dim(-1)}, x.dtype(), x.device());
-  cpu::sum_leading(x, y);
+  LRA_RUN(x.device(), sum_leading, x, y);
   return y;
 }
 
 // ---------------------------------------------------------------- layout
 Tensor transpose12(const Tensor& x) {
   check_rank(x, 4, 4, "transpose12");
-  require_cpu_op("transpose12", {&x});
+  require_one_device("transpose12", {&x});
   Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2), x.dim(1), x.dim(3)}, x.dtype(), x.device());
-  cpu::transpose12(x, y);
+  LRA_RUN(x.device(), transpose12, x, y);
   return y;
 }
 
 // ---------------------------------------------------------------- segment means
 SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask) {
   check_rank(x, 3, 4, "segment_means");
-  require_cpu_op("segment_means", {&x, &key_mask});
+  require_one_device("segment_means", {&x, &key_mask});
   LRA_CHECK(m >= 1, "segment_means: number of segments must be >= 1, got {}", m);
   int64_t seq = x.dim(-2);
   check_key_mask("segment_means", key_mask, x.dim(0), seq);
@@ -301,13 +314,13 @@ SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask) {
   dims[dims.size() - 2] = m;
   SegmentMeans r{Tensor::empty(Shape(dims), x.dtype(), x.device()),
                  Tensor::empty(Shape{x.dim(0), m}, x.dtype(), x.device())};
-  cpu::segment_means(x, m, key_mask, r.means, r.counts);
+  LRA_RUN(x.device(), segment_means, x, m, key_mask, r.means, r.counts);
   return r;
 }
 
 Tensor segment_means_backward(const Tensor& d_means, const Shape& x_shape, const Tensor& key_mask) {
   check_rank(d_means, 3, 4, "segment_means_backward");
-  require_cpu_op("segment_means_backward", {&d_means, &key_mask});
+  require_one_device("segment_means_backward", {&d_means, &key_mask});
   LRA_CHECK(x_shape.rank() == d_means.rank() && x_shape[0] == d_means.dim(0) &&
                 x_shape[x_shape.rank() - 1] == d_means.dim(-1) &&
                 (x_shape.rank() == 3 || x_shape[1] == d_means.dim(1)),
@@ -315,7 +328,7 @@ Tensor segment_means_backward(const Tensor& d_means, const Shape& x_shape, const
             d_means.shape_str(), x_shape.str());
   check_key_mask("segment_means_backward", key_mask, x_shape[0], x_shape[x_shape.rank() - 2]);
   Tensor dx = Tensor::empty(x_shape, d_means.dtype(), d_means.device());
-  cpu::segment_means_backward(d_means, key_mask, dx);
+  LRA_RUN(d_means.device(), segment_means_backward, d_means, key_mask, dx);
   return dx;
 }
 
@@ -334,19 +347,19 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w) {
 
 Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w) {
   check_conv("depthwise_conv_seq", x, w);
-  require_cpu_op("depthwise_conv_seq", {&x, &w});
+  require_one_device("depthwise_conv_seq", {&x, &w});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::depthwise_conv_seq(x, w, y);
+  LRA_RUN(x.device(), depthwise_conv_seq, x, w, y);
   return y;
 }
 
 ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy) {
   check_conv("depthwise_conv_seq_backward", x, w);
   require_same("depthwise_conv_seq_backward", x, dy);
-  require_cpu_op("depthwise_conv_seq_backward", {&x, &w, &dy});
+  require_one_device("depthwise_conv_seq_backward", {&x, &w, &dy});
   ConvGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
               Tensor::empty(w.shape(), w.dtype(), w.device())};
-  cpu::depthwise_conv_seq_backward(x, w, dy, g.dx, g.dw);
+  LRA_RUN(x.device(), depthwise_conv_seq_backward, x, w, dy, g.dx, g.dw);
   return g;
 }
 

@@ -3,35 +3,26 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "core/philox.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/kernels.h"
+#endif
 
 namespace lra::core {
 
 std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> c, std::array<uint32_t, 2> k) {
-  constexpr uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
-  constexpr uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
-    if (round > 0) {
-      k[0] += w0;
-      k[1] += w1;
-    }
-    uint64_t p0 = static_cast<uint64_t>(m0) * c[0];
-    uint64_t p1 = static_cast<uint64_t>(m1) * c[2];
-    uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    c = {hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0};
-  }
-  return c;
+  philox::Block b = philox::philox4x32_10(c[0], c[1], c[2], c[3], k[0], k[1]);
+  return {b.v[0], b.v[1], b.v[2], b.v[3]};
 }
 
 namespace {
 
-// Stream tags keep uniform and normal draws from reusing the same counters.
-constexpr uint32_t uniform_tag = 0x554e4946u;  // "UNIF"
-constexpr uint32_t normal_tag = 0x4e4f524du;   // "NORM"
+using philox::normal_tag;
+using philox::uniform_tag;
 
 std::array<uint32_t, 4> block(uint64_t seed, uint64_t index, uint32_t tag) {
-  return philox4x32_10({static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), tag, 0},
-                       {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+  philox::Block b = philox::stream_block(seed, index, tag);
+  return {b.v[0], b.v[1], b.v[2], b.v[3]};
 }
 
 // 32 random bits to a double in (0, 1).
@@ -69,6 +60,9 @@ void normal_impl(T* out, int64_t n, uint64_t seed, uint64_t offset, double mean,
 }  // namespace
 
 void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi) {
+#ifdef LRA_WITH_CUDA
+  if (t.device() == Device::cuda) return cuda::fill_uniform(t, seed, offset, lo, hi);
+#endif
   check_cpu(t, "fill_uniform");
   if (t.dtype() == DType::f32)
     uniform_impl(t.data<float>(), t.numel(), seed, offset, lo, hi);
@@ -77,6 +71,9 @@ void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double h
 }
 
 void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev) {
+#ifdef LRA_WITH_CUDA
+  if (t.device() == Device::cuda) return cuda::fill_normal(t, seed, offset, mean, stddev);
+#endif
   check_cpu(t, "fill_normal");
   if (t.dtype() == DType::f32)
     normal_impl(t.data<float>(), t.numel(), seed, offset, mean, stddev);

@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include "core/allocator.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/kernels.h"
+#endif
 
 namespace lra::core {
 
@@ -135,8 +138,20 @@ Tensor Tensor::to(DType dtype) const {
   return t;
 }
 
+Tensor Tensor::to(Device target) const {
+  Tensor t = empty(shape_, dtype_, target);
+  t.copy_from(*this);
+  return t;
+}
+
 void Tensor::fill(double value) {
-  check_cpu(*this, "fill");
+  LRA_CHECK(defined(), "fill: tensor is undefined");
+  if (device() == Device::cuda) {
+#ifdef LRA_WITH_CUDA
+    cuda::fill(*this, value);
+    return;
+#endif
+  }
   int64_t n = numel();
   if (dtype_ == DType::f32) {
     float* p = data<float>();
@@ -149,12 +164,23 @@ void Tensor::fill(double value) {
 
 void Tensor::copy_from(const Tensor& src) {
   check_same_shape(*this, src, "copy_from");
-  check_cpu(*this, "copy_from");
-  check_cpu(src, "copy_from");
-  int64_t n = numel();
+  if (numel() == 0) return;
   if (dtype_ == src.dtype_) {
-    std::memmove(raw_data(), src.raw_data(), bytes());
-  } else if (dtype_ == DType::f32) {
+    copy_bytes(raw_data(), device(), src.raw_data(), src.device(), bytes());
+    return;
+  }
+  if (device() != src.device()) {  // move first, then convert on the target device
+    copy_from(src.to(device()));
+    return;
+  }
+  if (device() == Device::cuda) {
+#ifdef LRA_WITH_CUDA
+    cuda::convert(src, *this);
+    return;
+#endif
+  }
+  int64_t n = numel();
+  if (dtype_ == DType::f32) {
     const double* s = src.data<double>();
     float* d = data<float>();
     for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
@@ -166,7 +192,7 @@ void Tensor::copy_from(const Tensor& src) {
 }
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
-  check_cpu(*this, "at");
+  if (device() != Device::cpu) return to(Device::cpu).at(index);
   LRA_CHECK(static_cast<int>(index.size()) == rank(), "at: {} indices for tensor of shape {}",
             index.size(), shape_.str());
   int64_t flat = 0;
@@ -182,12 +208,12 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
 
 double Tensor::item() const {
   LRA_CHECK(numel() == 1, "item: tensor of shape {} has {} elements", shape_.str(), numel());
-  check_cpu(*this, "item");
+  if (device() != Device::cpu) return to(Device::cpu).item();
   return dtype_ == DType::f32 ? data<float>()[0] : data<double>()[0];
 }
 
 std::vector<double> Tensor::to_vector() const {
-  check_cpu(*this, "to_vector");
+  if (device() != Device::cpu) return to(Device::cpu).to_vector();
   std::vector<double> out(static_cast<std::size_t>(numel()));
   for (std::size_t i = 0; i < out.size(); ++i)
     out[i] = dtype_ == DType::f32 ? data<float>()[i] : data<double>()[i];

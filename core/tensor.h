@@ -74,11 +74,13 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;  // view; numel must match
   Tensor slice(int64_t begin, int64_t end) const;  // view of rows [begin, end) along dim 0
   Tensor clone() const;
-  Tensor to(DType dtype) const;  // copy converted to dtype (CPU)
+  Tensor to(DType dtype) const;    // copy converted to dtype, on the same device
+  Tensor to(Device device) const;  // copy on another device (explicit host<->device copy)
   void fill(double value);
-  void copy_from(const Tensor& src);  // same shape and device; converts dtype on CPU
+  // Copies src (same shape; any device; converts f32 <-> f64) into this tensor.
+  void copy_from(const Tensor& src);
 
-  // Slow element access for tests and small code paths (CPU only).
+  // Slow element access for tests and small code paths (device tensors are copied).
   double at(std::initializer_list<int64_t> index) const;
   double item() const;  // numel must be 1
   std::vector<double> to_vector() const;

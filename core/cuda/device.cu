@@ -1,5 +1,7 @@
 // Device query and the CUDA allocator (exact live/peak accounting through Allocator).
 #include <cstdio>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -48,24 +50,60 @@ std::vector<std::string> cuda_device_descriptions() {
 
 namespace {
 
+// cudaMalloc with a cache of freed blocks by rounded size: training steps allocate the
+// same shapes every step, so after the first step allocation costs no driver calls.
+// live/peak bytes (Allocator) count the bytes tensors asked for, as on the CPU.
 class CudaAllocator final : public Allocator {
  public:
   Device device() const override { return Device::cuda; }
 
  protected:
   void* raw_allocate(std::size_t bytes) override {
+    std::size_t rounded = round_up(bytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = cache_.find(rounded);
+      if (it != cache_.end()) {
+        void* ptr = it->second;
+        cache_.erase(it);
+        return ptr;
+      }
+    }
     void* ptr = nullptr;
-    LRA_CUDA_CHECK(cudaMalloc(&ptr, bytes));
+    if (cudaMalloc(&ptr, rounded) != cudaSuccess) {
+      cudaGetLastError();
+      release_cache();  // give cached blocks back to the driver and retry once
+      LRA_CUDA_CHECK(cudaMalloc(&ptr, rounded));
+    }
     return ptr;
   }
-  void raw_deallocate(void* ptr, std::size_t) override { cudaFree(ptr); }
+  void raw_deallocate(void* ptr, std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cache_.emplace(round_up(bytes), ptr);
+  }
+
+ private:
+  static std::size_t round_up(std::size_t bytes) { return (bytes + 511) / 512 * 512; }
+  void release_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cudaDeviceSynchronize();
+    for (auto& [size, ptr] : cache_) cudaFree(ptr);
+    cache_.clear();
+  }
+  std::mutex mutex_;
+  std::multimap<std::size_t, void*> cache_;
 };
 
 }  // namespace
 
 Allocator* cuda_allocator() {
-  static CudaAllocator allocator;
-  return &allocator;
+  // Never destroyed: blocks may be freed by static tensors after main returns.
+  static CudaAllocator* allocator = new CudaAllocator;
+  return allocator;
+}
+
+void cuda_copy_bytes(void* dst, const void* src, std::size_t bytes) {
+  LRA_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
 
 }  // namespace lra::core

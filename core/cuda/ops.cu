@@ -1,0 +1,718 @@
+// CUDA kernels behind core/ops.h (see core/cuda/kernels.h). Every reduction uses a fixed
+// tree over a fixed partition, so results do not depend on scheduling.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/allocator.h"
+#include "core/cuda/check.h"
+#include "core/cuda/kernels.h"
+#include "core/dispatch.h"
+#include "core/philox.h"
+
+namespace lra::core::cuda {
+namespace {
+
+constexpr int block_threads = 256;
+
+int grid_for(int64_t n) {
+  int64_t blocks = (n + block_threads - 1) / block_threads;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535LL * 8)));
+}
+
+template <typename T> const T* cptr(const Tensor& t) { return t.data<T>(); }
+template <typename T> T* mptr(Tensor& t) { return t.data<T>(); }
+
+// Fixed-tree block reduction (blockDim.x == block_threads).
+template <typename T> __device__ T block_sum(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  T r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+template <typename T> __device__ T block_max(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] = max(shared[threadIdx.x], shared[threadIdx.x + s]);
+    __syncthreads();
+  }
+  T r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+// A device scratch buffer counted by the allocator (it is real memory the op needs).
+struct Scratch {
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+  explicit Scratch(std::size_t n) : bytes(n) { ptr = allocator_for(Device::cuda).allocate(n); }
+  ~Scratch() { allocator_for(Device::cuda).deallocate(ptr, bytes); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <typename T> T* as() { return static_cast<T*>(ptr); }
+};
+
+// Key mask element as "is a token", for f32 or f64 masks.
+__device__ inline bool mask_keep(const void* mask, bool mask_f32, int64_t i) {
+  return mask_f32 ? static_cast<const float*>(mask)[i] != 0.0f
+                  : static_cast<const double*>(mask)[i] != 0.0;
+}
+
+// ------------------------------------------------------------------ GEMM (cuBLAS)
+cublasHandle_t handle() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t created;
+    LRA_CUBLAS_CHECK(cublasCreate(&created));
+    return created;
+  }();
+  return h;
+}
+
+template <typename T>
+void gemm_batched(cublasOperation_t opb, cublasOperation_t opa, int n, int m, int k, T alpha,
+                  const T* b, int ldb, long long sb, const T* a, int lda, long long sa, T beta, T* c,
+                  int ldc, long long sc, int count) {
+  if constexpr (sizeof(T) == 4) {
+    LRA_CUBLAS_CHECK(cublasSgemmStridedBatched(handle(), opb, opa, n, m, k, &alpha, b, ldb, sb, a,
+                                               lda, sa, &beta, c, ldc, sc, count));
+  } else {
+    LRA_CUBLAS_CHECK(cublasDgemmStridedBatched(handle(), opb, opa, n, m, k, &alpha, b, ldb, sb, a,
+                                               lda, sa, &beta, c, ldc, sc, count));
+  }
+}
+
+// ------------------------------------------------------------------ softmax
+template <typename T>
+__global__ void softmax_kernel(const T* x, const void* mask, bool mask_f32, int64_t rows_per_batch,
+                               int64_t cols, T scale, T* y) {
+  __shared__ T shared[block_threads];
+  int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  T* yr = y + r * cols;
+  int64_t mrow = mask ? (r / rows_per_batch) * cols : 0;
+  T mx = -INFINITY;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+    if (!mask || mask_keep(mask, mask_f32, mrow + c)) mx = max(mx, scale * xr[c]);
+  mx = block_max(mx, shared);
+  if (mx == -INFINITY) {
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = T(0);
+    return;
+  }
+  T total = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    T e = (!mask || mask_keep(mask, mask_f32, mrow + c)) ? exp(scale * xr[c] - mx) : T(0);
+    yr[c] = e;
+    total += e;
+  }
+  total = block_sum(total, shared);
+  T inv = T(1) / total;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] *= inv;
+}
+
+template <typename T>
+__global__ void softmax_backward_kernel(const T* y, const T* dy, int64_t cols, T scale, T* dx) {
+  __shared__ T shared[block_threads];
+  int64_t r = blockIdx.x;
+  T dot = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dot += y[r * cols + c] * dy[r * cols + c];
+  dot = block_sum(dot, shared);
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+    dx[r * cols + c] = scale * y[r * cols + c] * (dy[r * cols + c] - dot);
+}
+
+// ------------------------------------------------------------------ layer norm
+template <typename T>
+__global__ void layer_norm_kernel(const T* x, const T* g, const T* b, int64_t cols, T eps, T* y,
+                                  T* mean, T* rstd) {
+  __shared__ T shared[block_threads];
+  int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  T s = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
+  T mu = block_sum(s, shared) / static_cast<T>(cols);
+  T v = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) v += (xr[c] - mu) * (xr[c] - mu);
+  T inv = T(1) / sqrt(block_sum(v, shared) / static_cast<T>(cols) + eps);
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c] = (xr[c] - mu) * inv * g[c] + b[c];
+  if (threadIdx.x == 0) {
+    mean[r] = mu;
+    rstd[r] = inv;
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_dx_kernel(const T* x, const T* g, const T* mean, const T* rstd,
+                                     const T* dy, int64_t cols, T* dx) {
+  __shared__ T shared[block_threads];
+  int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  const T* gr = dy + r * cols;
+  T mu = mean[r], inv = rstd[r];
+  T a = 0, b = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    T xhat = (xr[c] - mu) * inv;
+    T dxhat = gr[c] * g[c];
+    a += dxhat;
+    b += dxhat * xhat;
+  }
+  a = block_sum(a, shared) / static_cast<T>(cols);
+  b = block_sum(b, shared) / static_cast<T>(cols);
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    T xhat = (xr[c] - mu) * inv;
+    dx[r * cols + c] = inv * (gr[c] * g[c] - a - xhat * b);
+  }
+}
+
+constexpr int64_t row_chunk = 256;
+
+// partial[chunk, c] = sum over the chunk's rows of f(row, c); one thread per column.
+template <typename T>
+__global__ void ln_param_partials(const T* x, const T* mean, const T* rstd, const T* dy,
+                                  int64_t rows, int64_t cols, T* partial_g, T* partial_b) {
+  int64_t chunk = blockIdx.y;
+  for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+    T sg = 0, sb = 0;
+    for (int64_t r = chunk * row_chunk; r < min(rows, (chunk + 1) * row_chunk); ++r) {
+      T d = dy[r * cols + c];
+      if (x) sg += d * (x[r * cols + c] - mean[r]) * rstd[r];
+      sb += d;
+    }
+    if (partial_g) partial_g[chunk * cols + c] = sg;
+    partial_b[chunk * cols + c] = sb;
+  }
+}
+
+template <typename T>
+__global__ void sum_chunks(const T* partial, int64_t chunks, int64_t cols, T* out) {
+  for (int64_t c = blockIdx.x * blockDim.x + threadIdx.x; c < cols; c += gridDim.x * blockDim.x) {
+    T s = 0;
+    for (int64_t k = 0; k < chunks; ++k) s += partial[k * cols + c];
+    out[c] = s;
+  }
+}
+
+// ------------------------------------------------------------------ elementwise
+template <typename T> __device__ T gelu_value(T x) {
+  return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440)));
+}
+template <typename T> __device__ T gelu_slope(T x) {
+  return T(0.5) * (T(1) + erf(x * T(0.70710678118654752440))) +
+         x * T(0.3989422804014327) * exp(T(-0.5) * x * x);
+}
+
+template <typename T> __global__ void unary_kernel(int op, const T* x, int64_t n, T* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = op == 0 ? gelu_value(x[i]) : (x[i] > T(0) ? x[i] : T(0));
+}
+
+template <typename T>
+__global__ void unary_backward_kernel(int op, const T* x, const T* dy, int64_t n, T* dx) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    dx[i] = op == 0 ? dy[i] * gelu_slope(x[i]) : (x[i] > T(0) ? dy[i] : T(0));
+}
+
+template <typename T> __global__ void binary_kernel(int op, const T* a, const T* b, int64_t n, T* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = op == 0 ? a[i] + b[i] : op == 1 ? a[i] - b[i] : a[i] * b[i];
+}
+
+template <typename T> __global__ void axpby_kernel(T* y, T beta, const T* x, T alpha, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    T base = beta == T(0) ? T(0) : beta * y[i];  // beta 0 never reads y (may be garbage)
+    y[i] = x ? base + alpha * x[i] : base;
+  }
+}
+
+template <typename T>
+__global__ void add_bias_kernel(const T* x, const T* bias, int64_t n, int64_t cols, T* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = x[i] + bias[i % cols];
+}
+
+template <typename T>
+__global__ void scale_rows_kernel(const T* x, const T* s, int64_t n, int64_t cols, T* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = x[i] * s[i / cols];
+}
+
+template <typename T>
+__global__ void row_reduce_kernel(const T* a, const T* b, int64_t cols, T alpha, T* out) {
+  __shared__ T shared[block_threads];
+  int64_t r = blockIdx.x;
+  T s = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
+    s += b ? a[r * cols + c] * b[r * cols + c] : a[r * cols + c];
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) out[r] = alpha * s;
+}
+
+template <typename T>
+__global__ void broadcast_rows_kernel(const T* v, T alpha, int64_t n, int64_t cols, T* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = alpha * v[i / cols];
+}
+
+constexpr int64_t sum_chunk = 8192;
+
+template <typename T> __global__ void sum_partials_kernel(const T* x, int64_t n, double* partial) {
+  __shared__ double shared[block_threads];
+  int64_t begin = blockIdx.x * sum_chunk;
+  double s = 0;
+  for (int64_t i = begin + threadIdx.x; i < min(n, begin + sum_chunk); i += blockDim.x) s += x[i];
+  s = block_sum(s, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+template <typename T>
+__global__ void transpose12_kernel(const T* x, int64_t d1, int64_t d2, int64_t d3, int64_t n, T* y) {
+  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < n; o += int64_t(gridDim.x) * blockDim.x) {
+    // y index (i, k, j, l) over [d0, d2, d1, d3] from x (i, j, k, l) over [d0, d1, d2, d3].
+    int64_t l = o % d3, rest = o / d3;
+    int64_t j = rest % d1;
+    rest /= d1;
+    int64_t k = rest % d2, i = rest / d2;
+    y[o] = x[((i * d1 + j) * d2 + k) * d3 + l];
+  }
+}
+
+// ------------------------------------------------------------------ segment means
+// One thread per sequence lists its real positions in order (positions[b, 0..count[b])).
+__global__ void real_positions_kernel(const void* mask, bool mask_f32, int64_t batch, int64_t seq,
+                                      int* positions, int* count) {
+  int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (b >= batch) return;
+  int n = 0;
+  for (int64_t i = 0; i < seq; ++i)
+    if (!mask || mask_keep(mask, mask_f32, b * seq + i)) positions[b * seq + n++] = static_cast<int>(i);
+  count[b] = n;
+}
+
+__device__ inline int64_t segment_start(int64_t s, int64_t n, int64_t m) {
+  int64_t q = n / m, short_segments = m - n % m;
+  return s * q + max(int64_t(0), s - short_segments);
+}
+
+// grid (B * H * m); threads over the width.
+template <typename T>
+__global__ void segment_means_kernel(const T* x, const int* positions, const int* count,
+                                     int64_t heads, int64_t seq, int64_t width, int64_t m, T* means,
+                                     T* counts) {
+  int64_t item = blockIdx.x;
+  int64_t s = item % m, bh = item / m, b = bh / heads;
+  int64_t n = count[b];
+  int64_t r0 = segment_start(s, n, m), r1 = segment_start(s + 1, n, m);
+  const T* xs = x + bh * seq * width;
+  for (int64_t d = threadIdx.x; d < width; d += blockDim.x) {
+    T acc = 0;
+    for (int64_t r = r0; r < r1; ++r) acc += xs[positions[b * seq + r] * width + d];
+    means[item * width + d] = r1 > r0 ? acc / static_cast<T>(r1 - r0) : T(0);
+  }
+  if (threadIdx.x == 0 && bh % heads == 0) counts[b * m + s] = static_cast<T>(r1 - r0);
+}
+
+template <typename T>
+__global__ void segment_means_backward_kernel(const T* dmeans, const int* positions, const int* count,
+                                              int64_t heads, int64_t seq, int64_t width, int64_t m,
+                                              T* dx) {
+  int64_t item = blockIdx.x;
+  int64_t s = item % m, bh = item / m, b = bh / heads;
+  int64_t n = count[b];
+  int64_t r0 = segment_start(s, n, m), r1 = segment_start(s + 1, n, m);
+  if (r1 == r0) return;
+  T inv = T(1) / static_cast<T>(r1 - r0);
+  T* ds = dx + bh * seq * width;
+  for (int64_t d = threadIdx.x; d < width; d += blockDim.x)
+    for (int64_t r = r0; r < r1; ++r) ds[positions[b * seq + r] * width + d] = dmeans[item * width + d] * inv;
+}
+
+// ------------------------------------------------------------------ depthwise conv
+template <typename T>
+__global__ void conv_kernel(const T* x, const T* w, int64_t heads, int64_t seq, int64_t width,
+                            int64_t taps, int64_t n_total, bool transpose, T* y) {
+  int64_t half = taps / 2;
+  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < n_total; o += int64_t(gridDim.x) * blockDim.x) {
+    int64_t d = o % width, n = (o / width) % seq, bh = o / (width * seq);
+    const T* wh = w + (bh % heads) * taps;
+    const T* xs = x + bh * seq * width;
+    T acc = 0;
+    for (int64_t j = 0; j < taps; ++j) {
+      // forward reads x[n + j - half]; the transposed (backward) conv reads dy[n - j + half].
+      int64_t src = transpose ? n - j + half : n + j - half;
+      if (src >= 0 && src < seq) acc += wh[j] * xs[src * width + d];
+    }
+    y[o] = acc;
+  }
+}
+
+// grid (H * taps): dw[h, j] = sum_{b, n, d} dy[b, h, n, d] x[b, h, n + j - half, d].
+template <typename T>
+__global__ void conv_dw_kernel(const T* x, const T* dy, int64_t batch, int64_t heads, int64_t seq,
+                               int64_t width, int64_t taps, T* dw) {
+  __shared__ T shared[block_threads];
+  int64_t h = blockIdx.x / taps, j = blockIdx.x % taps, half = taps / 2;
+  int64_t per_seq = seq * width;
+  T acc = 0;
+  for (int64_t i = threadIdx.x; i < batch * per_seq; i += blockDim.x) {
+    int64_t b = i / per_seq, rem = i % per_seq, n = rem / width, d = rem % width;
+    int64_t src = n + j - half;
+    if (src < 0 || src >= seq) continue;
+    int64_t base = (b * heads + h) * per_seq;
+    acc += dy[base + n * width + d] * x[base + src * width + d];
+  }
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) dw[blockIdx.x] = acc;
+}
+
+// ------------------------------------------------------------------ plumbing
+template <typename T> __global__ void fill_kernel(T* y, T value, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = value;
+}
+
+template <typename S, typename D> __global__ void convert_kernel(const S* x, int64_t n, D* y) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = static_cast<D>(x[i]);
+}
+
+template <typename T>
+__global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, double lo, double hi) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint64_t j = offset + static_cast<uint64_t>(i);
+    uint32_t bits = philox::stream_block(seed, j / 4, philox::uniform_tag).v[j % 4];
+    T v = static_cast<T>(lo + (hi - lo) * (static_cast<double>(bits) * 0x1p-32));
+    if (v >= static_cast<T>(hi)) v = nextafter(static_cast<T>(hi), static_cast<T>(lo));
+    out[i] = v;
+  }
+}
+
+template <typename T>
+__global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, double mean, double stddev) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint64_t j = offset + static_cast<uint64_t>(i);
+    philox::Block b = philox::stream_block(seed, j / 2, philox::normal_tag);
+    double u0 = (static_cast<double>(b.v[0]) + 0.5) * 0x1p-32;
+    double u1 = (static_cast<double>(b.v[1]) + 0.5) * 0x1p-32;
+    double radius = sqrt(-2.0 * log(u0));
+    double angle = 2.0 * 3.14159265358979323846 * u1;
+    double z = (j % 2 == 0) ? radius * cos(angle) : radius * sin(angle);
+    out[i] = static_cast<T>(mean + stddev * z);
+  }
+}
+
+}  // namespace
+
+// ================================================================== entry points
+void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha, double beta,
+          int64_t m, int64_t n, int64_t k, int64_t pa, int64_t pb, int64_t pc) {
+  // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands.
+  cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  int lda = static_cast<int>(ta ? m : k), ldb = static_cast<int>(tb ? k : n), ldc = static_cast<int>(n);
+  int64_t p = std::max({pa, pb, pc});
+  LRA_DISPATCH_FLOAT(c.dtype(), T, [&] {
+    const T* ap = cptr<T>(a);
+    const T* bp = cptr<T>(b);
+    T* cp = mptr<T>(c);
+    if (pc == 1 && p > 1) {  // one output summed over the batch, in batch order
+      for (int64_t i = 0; i < p; ++i)
+        gemm_batched<T>(opb, opa, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+                        static_cast<T>(alpha), bp + (pb == 1 ? 0 : i * k * n), ldb, 0,
+                        ap + (pa == 1 ? 0 : i * m * k), lda, 0,
+                        i == 0 ? static_cast<T>(beta) : T(1), cp, ldc, 0, 1);
+      return;
+    }
+    gemm_batched<T>(opb, opa, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
+                    static_cast<T>(alpha), bp, ldb, pb == 1 ? 0 : k * n, ap, lda,
+                    pa == 1 ? 0 : m * k, static_cast<T>(beta), cp, ldc, m * n, static_cast<int>(p));
+  });
+}
+
+void softmax(const Tensor& x, const Tensor& key_mask, double scale, Tensor& y) {
+  int64_t cols = x.dim(-1), rows = cols ? x.numel() / cols : 0;
+  if (rows == 0) return;
+  const void* mask = key_mask.defined() ? key_mask.raw_data() : nullptr;
+  bool mask_f32 = key_mask.defined() && key_mask.dtype() == DType::f32;
+  int64_t rows_per_batch = key_mask.defined() ? rows / key_mask.dim(0) : rows;
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    softmax_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
+        cptr<T>(x), mask, mask_f32, rows_per_batch, cols, static_cast<T>(scale), mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void softmax_backward(const Tensor& y, const Tensor& dy, double scale, Tensor& dx) {
+  int64_t cols = y.dim(-1), rows = cols ? y.numel() / cols : 0;
+  if (rows == 0) return;
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    softmax_backward_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
+        cptr<T>(y), cptr<T>(dy), cols, static_cast<T>(scale), mptr<T>(dx));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, Tensor& y,
+                Tensor& mean, Tensor& rstd) {
+  int64_t cols = x.dim(-1), rows = cols ? x.numel() / cols : 0;
+  if (rows == 0) return;
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    layer_norm_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
+        cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), cols, static_cast<T>(eps), mptr<T>(y),
+        mptr<T>(mean), mptr<T>(rstd));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+namespace {
+// Column sums over rows in fixed chunks (deterministic): out_b = sum dy, out_g = sum dy * xhat.
+template <typename T>
+void column_sums(const T* x, const T* mean, const T* rstd, const T* dy, int64_t rows, int64_t cols,
+                 T* out_g, T* out_b) {
+  int64_t chunks = std::max<int64_t>(1, (rows + row_chunk - 1) / row_chunk);
+  Scratch partial(static_cast<std::size_t>(2 * chunks * cols) * sizeof(T));
+  T* pg = partial.as<T>();
+  T* pb = pg + chunks * cols;
+  dim3 grid(static_cast<unsigned>((cols + block_threads - 1) / block_threads), static_cast<unsigned>(chunks));
+  ln_param_partials<T><<<grid, block_threads>>>(x, mean, rstd, dy, rows, cols, out_g ? pg : nullptr, pb);
+  LRA_CUDA_CHECK_LAUNCH();
+  if (out_g) sum_chunks<T><<<grid_for(cols), block_threads>>>(pg, chunks, cols, out_g);
+  sum_chunks<T><<<grid_for(cols), block_threads>>>(pb, chunks, cols, out_b);
+  LRA_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
+void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& dy, Tensor& dx, Tensor& dgamma,
+                         Tensor& dbeta) {
+  int64_t cols = x.dim(-1), rows = cols ? x.numel() / cols : 0;
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    if (rows > 0) {
+      layer_norm_dx_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
+          cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), cols, mptr<T>(dx));
+      LRA_CUDA_CHECK_LAUNCH();
+    }
+    column_sums<T>(cptr<T>(x), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), rows, cols,
+                   mptr<T>(dgamma), mptr<T>(dbeta));
+  });
+}
+
+void unary(Unary op, const Tensor& x, Tensor& y) {
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    unary_kernel<T><<<grid_for(x.numel()), block_threads>>>(op == Unary::gelu ? 0 : 1, cptr<T>(x),
+                                                            x.numel(), mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void unary_backward(Unary op, const Tensor& x, const Tensor& dy, Tensor& dx) {
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    unary_backward_kernel<T><<<grid_for(x.numel()), block_threads>>>(
+        op == Unary::gelu ? 0 : 1, cptr<T>(x), cptr<T>(dy), x.numel(), mptr<T>(dx));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void binary(Binary op, const Tensor& a, const Tensor& b, Tensor& y) {
+  int code = op == Binary::add ? 0 : op == Binary::sub ? 1 : 2;
+  LRA_DISPATCH_FLOAT(a.dtype(), T, [&] {
+    binary_kernel<T><<<grid_for(a.numel()), block_threads>>>(code, cptr<T>(a), cptr<T>(b), a.numel(),
+                                                             mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void axpby(Tensor& y, double beta, const Tensor& x, double alpha) {
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    axpby_kernel<T><<<grid_for(y.numel()), block_threads>>>(
+        mptr<T>(y), static_cast<T>(beta), x.defined() ? cptr<T>(x) : nullptr, static_cast<T>(alpha),
+        y.numel());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void add_bias(const Tensor& x, const Tensor& bias, Tensor& y) {
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    add_bias_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(x), cptr<T>(bias), x.numel(),
+                                                               x.dim(-1), mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void scale_rows(const Tensor& x, const Tensor& s, Tensor& y) {
+  int64_t cols = x.numel() / s.numel();
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    scale_rows_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(x), cptr<T>(s), x.numel(),
+                                                                 cols, mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void row_dot(const Tensor& a, const Tensor& b, Tensor& out) {
+  int64_t rows = out.numel(), cols = rows ? a.numel() / rows : 0;
+  if (rows == 0) return;
+  LRA_DISPATCH_FLOAT(a.dtype(), T, [&] {
+    row_reduce_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(cptr<T>(a), cptr<T>(b), cols,
+                                                                         T(1), mptr<T>(out));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+double sum_all(const Tensor& x) {
+  int64_t n = x.numel();
+  if (n == 0) return 0.0;
+  int64_t chunks = (n + sum_chunk - 1) / sum_chunk;
+  Scratch partial(static_cast<std::size_t>(chunks) * sizeof(double));
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    sum_partials_kernel<T><<<static_cast<unsigned>(chunks), block_threads>>>(cptr<T>(x), n,
+                                                                             partial.as<double>());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+  std::vector<double> host(static_cast<std::size_t>(chunks));
+  LRA_CUDA_CHECK(cudaMemcpy(host.data(), partial.ptr, partial.bytes, cudaMemcpyDeviceToHost));
+  double total = 0;
+  for (double p : host) total += p;
+  return total;
+}
+
+void sum_rows(const Tensor& x, double alpha, Tensor& y) {
+  int64_t rows = y.numel(), cols = x.dim(-1);
+  if (rows == 0) return;
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    row_reduce_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
+        cptr<T>(x), nullptr, cols, static_cast<T>(alpha), mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void broadcast_rows(const Tensor& v, double alpha, Tensor& y) {
+  int64_t cols = v.numel() ? y.numel() / v.numel() : 0;
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    broadcast_rows_kernel<T><<<grid_for(y.numel()), block_threads>>>(
+        cptr<T>(v), static_cast<T>(alpha), y.numel(), cols, mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void sum_leading(const Tensor& x, Tensor& y) {
+  int64_t cols = y.numel(), rows = cols ? x.numel() / cols : 0;
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    column_sums<T>(nullptr, nullptr, nullptr, cptr<T>(x), rows, cols, nullptr, mptr<T>(y));
+  });
+}
+
+void transpose12(const Tensor& x, Tensor& y) {
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    transpose12_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(x), x.dim(1), x.dim(2),
+                                                                  x.dim(3), x.numel(), mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+namespace {
+struct SeqDims {
+  int64_t batch, heads, seq, width;
+};
+SeqDims seq_dims(const Tensor& x) {
+  if (x.rank() == 3) return {x.dim(0), 1, x.dim(1), x.dim(2)};
+  return {x.dim(0), x.dim(1), x.dim(2), x.dim(3)};
+}
+}  // namespace
+
+void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& means,
+                   Tensor& counts) {
+  SeqDims s = seq_dims(x);
+  Scratch positions(static_cast<std::size_t>(s.batch * s.seq + s.batch) * sizeof(int));
+  int* pos = positions.as<int>();
+  int* count = pos + s.batch * s.seq;
+  real_positions_kernel<<<grid_for(s.batch), block_threads>>>(
+      key_mask.defined() ? key_mask.raw_data() : nullptr,
+      key_mask.defined() && key_mask.dtype() == DType::f32, s.batch, s.seq, pos, count);
+  LRA_CUDA_CHECK_LAUNCH();
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    segment_means_kernel<T><<<static_cast<unsigned>(s.batch * s.heads * m), 64>>>(
+        cptr<T>(x), pos, count, s.heads, s.seq, s.width, m, mptr<T>(means), mptr<T>(counts));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tensor& dx) {
+  SeqDims s = seq_dims(dx);
+  int64_t m = d_means.dim(-2);
+  fill(dx, 0.0);
+  Scratch positions(static_cast<std::size_t>(s.batch * s.seq + s.batch) * sizeof(int));
+  int* pos = positions.as<int>();
+  int* count = pos + s.batch * s.seq;
+  real_positions_kernel<<<grid_for(s.batch), block_threads>>>(
+      key_mask.defined() ? key_mask.raw_data() : nullptr,
+      key_mask.defined() && key_mask.dtype() == DType::f32, s.batch, s.seq, pos, count);
+  LRA_CUDA_CHECK_LAUNCH();
+  LRA_DISPATCH_FLOAT(dx.dtype(), T, [&] {
+    segment_means_backward_kernel<T><<<static_cast<unsigned>(s.batch * s.heads * m), 64>>>(
+        cptr<T>(d_means), pos, count, s.heads, s.seq, s.width, m, mptr<T>(dx));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    conv_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(x), cptr<T>(w), x.dim(1), x.dim(2),
+                                                           x.dim(3), w.dim(1), x.numel(), false,
+                                                           mptr<T>(y));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx,
+                                 Tensor& dw) {
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    conv_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(dy), cptr<T>(w), x.dim(1), x.dim(2),
+                                                           x.dim(3), w.dim(1), x.numel(), true,
+                                                           mptr<T>(dx));
+    LRA_CUDA_CHECK_LAUNCH();
+    conv_dw_kernel<T><<<static_cast<unsigned>(w.numel()), block_threads>>>(
+        cptr<T>(x), cptr<T>(dy), x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(1), mptr<T>(dw));
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void fill(Tensor& t, double value) {
+  if (t.numel() == 0) return;
+  LRA_DISPATCH_FLOAT(t.dtype(), T, [&] {
+    fill_kernel<T><<<grid_for(t.numel()), block_threads>>>(mptr<T>(t), static_cast<T>(value), t.numel());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void convert(const Tensor& src, Tensor& dst) {
+  if (src.numel() == 0) return;
+  if (src.dtype() == DType::f32)
+    convert_kernel<float, double><<<grid_for(src.numel()), block_threads>>>(
+        src.data<float>(), src.numel(), dst.data<double>());
+  else
+    convert_kernel<double, float><<<grid_for(src.numel()), block_threads>>>(
+        src.data<double>(), src.numel(), dst.data<float>());
+  LRA_CUDA_CHECK_LAUNCH();
+}
+
+void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi) {
+  if (t.numel() == 0) return;
+  LRA_DISPATCH_FLOAT(t.dtype(), T, [&] {
+    uniform_kernel<T><<<grid_for(t.numel()), block_threads>>>(mptr<T>(t), t.numel(), seed, offset, lo, hi);
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev) {
+  if (t.numel() == 0) return;
+  LRA_DISPATCH_FLOAT(t.dtype(), T, [&] {
+    normal_kernel<T><<<grid_for(t.numel()), block_threads>>>(mptr<T>(t), t.numel(), seed, offset, mean, stddev);
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+}  // namespace lra::core::cuda

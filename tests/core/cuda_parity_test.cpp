@@ -1,0 +1,157 @@
+// CPU <-> CUDA parity of every core op, forward and backward, f64 and f32, with padding
+// in the masks and outputs poisoned before each run. Skips (visibly) without a device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/cuda_runtime_info.h"
+#include "core/ops.h"
+#include "core/rng.h"
+
+namespace lra::core {
+namespace {
+
+class CudaParity : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
+  }
+  DType dtype() const { return GetParam(); }
+  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
+
+  Tensor randn(const Shape& shape) {
+    Tensor t = Tensor::empty(shape, dtype());
+    fill_normal(t, seed_++, 0);
+    return t;
+  }
+  static Tensor gpu(const Tensor& t) { return t.to(Device::cuda); }
+  // Hands the next same-sized device allocation a NaN-filled block (the caching
+  // allocator reuses exact sizes), so an op that skips elements is caught.
+  void poison(const Shape& shape) {
+    Tensor junk = Tensor::empty(shape, dtype(), Device::cuda);
+    junk.fill(std::numeric_limits<double>::quiet_NaN());
+  }
+  void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
+    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
+    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
+    ASSERT_EQ(g.size(), c.size()) << what;
+    double scale = 1e-30, err = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
+      scale = std::max(scale, std::abs(c[i]));
+      err = std::max(err, std::abs(g[i] - c[i]));
+    }
+    EXPECT_LE(err / scale, tol()) << what;
+  }
+  uint64_t seed_ = 1;
+};
+
+TEST_P(CudaParity, Gemm) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Tensor a = randn(ta ? Shape{3, 33, 17} : Shape{3, 17, 33});
+      Tensor b = randn(tb ? Shape{29, 33} : Shape{33, 29});  // broadcast operand
+      Tensor c = matmul(a, b, ta, tb, 0.5);
+      poison(c.shape());
+      expect_close(matmul(gpu(a), gpu(b), ta, tb, 0.5), c, "matmul");
+      Tensor dc = randn(c.shape());
+      Tensor da = Tensor::empty(a.shape(), dtype()), db = Tensor::empty(b.shape(), dtype());
+      matmul_backward(a, ta, b, tb, 0.5, dc, &da, &db);
+      Tensor gda = Tensor::empty(a.shape(), dtype(), Device::cuda);
+      Tensor gdb = Tensor::empty(b.shape(), dtype(), Device::cuda);
+      matmul_backward(gpu(a), ta, gpu(b), tb, 0.5, gpu(dc), &gda, &gdb);
+      expect_close(gda, da, "matmul_backward da");
+      expect_close(gdb, db, "matmul_backward db (batch-summed)");
+    }
+}
+
+TEST_P(CudaParity, SoftmaxMaskedAndBackward) {
+  Tensor x = randn(Shape{2, 3, 5, 300});
+  std::vector<double> mv(600, 1.0);
+  for (int i = 250; i < 300; ++i) mv[static_cast<std::size_t>(i)] = 0;  // padding in batch 0
+  for (int i = 300; i < 600; ++i) mv[static_cast<std::size_t>(i)] = 0;  // batch 1 fully masked
+  Tensor mask = Tensor::from_values(Shape{2, 300}, mv, dtype());
+  Tensor y = softmax(x, mask, 0.3);
+  poison(y.shape());
+  Tensor gy = softmax(gpu(x), gpu(mask), 0.3);
+  expect_close(gy, y, "softmax");
+  Tensor dy = randn(y.shape());
+  expect_close(softmax_backward(gy, gpu(dy), 0.3), softmax_backward(y, dy, 0.3), "softmax_backward");
+}
+
+TEST_P(CudaParity, LayerNorm) {
+  Tensor x = randn(Shape{700, 64}), gamma = randn(Shape{64}), beta = randn(Shape{64});
+  LayerNormResult r = layer_norm(x, gamma, beta);
+  LayerNormResult gr = layer_norm(gpu(x), gpu(gamma), gpu(beta));
+  expect_close(gr.y, r.y, "layer_norm");
+  Tensor dy = randn(x.shape());
+  LayerNormGrads g = layer_norm_backward(x, gamma, r.mean, r.rstd, dy);
+  LayerNormGrads gg = layer_norm_backward(gpu(x), gpu(gamma), gr.mean, gr.rstd, gpu(dy));
+  expect_close(gg.dx, g.dx, "layer_norm dx");
+  expect_close(gg.dgamma, g.dgamma, "layer_norm dgamma");
+  expect_close(gg.dbeta, g.dbeta, "layer_norm dbeta");
+}
+
+TEST_P(CudaParity, ElementwiseAndReductions) {
+  Tensor a = randn(Shape{37, 41}), b = randn(Shape{37, 41}), bias = randn(Shape{41});
+  Tensor s = randn(Shape{37});
+  expect_close(gelu(gpu(a)), gelu(a), "gelu");
+  expect_close(gelu_backward(gpu(a), gpu(b)), gelu_backward(a, b), "gelu_backward");
+  expect_close(relu_backward(gpu(a), gpu(b)), relu_backward(a, b), "relu_backward");
+  expect_close(mul(gpu(a), gpu(b)), mul(a, b), "mul");
+  expect_close(sub(gpu(a), gpu(b)), sub(a, b), "sub");
+  expect_close(add_bias(gpu(a), gpu(bias)), add_bias(a, bias), "add_bias");
+  expect_close(scale_rows(gpu(a), gpu(s)), scale_rows(a, s), "scale_rows");
+  expect_close(scale_rows_backward(gpu(a), gpu(s), gpu(b)).ds, scale_rows_backward(a, s, b).ds,
+               "scale_rows ds");
+  Tensor acc = a.clone(), gacc = gpu(a);
+  add_into(acc, b, 0.25);
+  add_into(gacc, gpu(b), 0.25);
+  expect_close(gacc, acc, "add_into");
+  expect_close(sum_rows(gpu(a)), sum_rows(a), "sum_rows");
+  expect_close(mean_rows_backward(gpu(s), a.shape()), mean_rows_backward(s, a.shape()), "mean_rows_backward");
+  expect_close(sum_leading(gpu(a)), sum_leading(a), "sum_leading");
+  EXPECT_NEAR(sum_all(gpu(a)), sum_all(a), 1e-9);
+  Tensor x4 = randn(Shape{2, 3, 4, 5});
+  expect_close(transpose12(gpu(x4)), transpose12(x4), "transpose12");
+}
+
+TEST_P(CudaParity, SegmentMeansAndConv) {
+  Tensor x = randn(Shape{2, 2, 37, 8});
+  std::vector<double> mv(74, 1.0);
+  for (int i = 37 + 20; i < 74; ++i) mv[static_cast<std::size_t>(i)] = 0;
+  Tensor mask = Tensor::from_values(Shape{2, 37}, mv, dtype());
+  SegmentMeans r = segment_means(x, 5, mask);
+  SegmentMeans gr = segment_means(gpu(x), 5, gpu(mask));
+  expect_close(gr.means, r.means, "segment_means");
+  expect_close(gr.counts, r.counts, "segment counts");
+  Tensor dm = randn(r.means.shape());
+  expect_close(segment_means_backward(gpu(dm), x.shape(), gpu(mask)),
+               segment_means_backward(dm, x.shape(), mask), "segment_means_backward");
+  Tensor w = randn(Shape{2, 35});
+  expect_close(depthwise_conv_seq(gpu(x), gpu(w)), depthwise_conv_seq(x, w), "conv");
+  Tensor dy = randn(x.shape());
+  ConvGrads g = depthwise_conv_seq_backward(x, w, dy);
+  ConvGrads gg = depthwise_conv_seq_backward(gpu(x), gpu(w), gpu(dy));
+  expect_close(gg.dx, g.dx, "conv dx");
+  expect_close(gg.dw, g.dw, "conv dw");
+}
+
+TEST_P(CudaParity, RngSameStreamAsCpu) {
+  Tensor cpu = Tensor::empty(Shape{10001}, dtype());
+  Tensor dev = Tensor::empty(Shape{10001}, dtype(), Device::cuda);
+  fill_uniform(cpu, 5, 77);
+  fill_uniform(dev, 5, 77);
+  EXPECT_EQ(dev.to_vector(), cpu.to_vector());  // same bits, same arithmetic
+  fill_normal(cpu, 5, 77);
+  fill_normal(dev, 5, 77);
+  expect_close(dev, cpu, "normal");  // log/cos may differ in the last ulp
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaParity, ::testing::Values(DType::f64, DType::f32),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace lra::core
