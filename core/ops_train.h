@@ -1,15 +1,18 @@
 #pragma once
 // Ops that training needs beyond core/ops.h: embedding gather/scatter, positional add,
-// prepending a CLS row, masked mean pooling, pair features, dropout masks from the
-// counter-based RNG, cross-entropy, and the AdamW update. Same conventions as
-// core/ops.h: validated here, dispatched to CPU kernels (core/cpu/train_kernels.cpp);
-// f32 and f64; other devices are an lra::Error for now.
+// prepending a CLS row, masked mean pooling, pair features, cross-entropy, and the AdamW update.
+// Same conventions as core/ops.h: validated here, dispatched to CPU kernels
+// (core/cpu/train_kernels.cpp); f32 and f64; other devices are an lra::Error for now.
 #include <cstdint>
 #include <vector>
 
 #include "core/tensor.h"
 
 namespace lra::core {
+
+// ---------------------------------------------------------------- in place
+// x[r, :] += bias for every row of x ([..., C], bias [C]); saves the copy of core::add_bias.
+void add_bias_inplace(Tensor& x, const Tensor& bias);
 
 // ---------------------------------------------------------------- embeddings
 // y[r, :] = table[ids[r], :] for every id; y is [rows, C] with rows = ids.size().
@@ -44,18 +47,19 @@ struct PairFeatureGrads {
 PairFeatureGrads pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy);
 
 // ---------------------------------------------------------------- dropout
-// A dropout mask of `shape`: element i is 0 with probability p, else 1 / (1 - p). It is
-// a pure function of (seed, stream, i) (Philox4x32-10 with key = seed and counter =
-// (i / 4, stream)), so a run resumed at any step draws the same masks. p = 0 gives ones.
-Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
-                    DType dtype = DType::f32);
-// Apply: y = x * mask (core::mul); backward: dx = dy * mask.
+// An inverted-dropout mask of `shape`: element i is 0 with probability p, else
+// 1 / (1 - p). Element i is a pure function of (seed, stream, i): Philox4x32-10 with key
+// = seed and counter = (i / 4, stream) gives the 32-bit draws of elements 4(i/4)..+3, so
+// one block serves four elements (cheaper than core::dropout_mask's one per element) and
+// a resumed run draws the very same masks. p = 0 gives ones. Apply with core::mul.
+Tensor dropout_keep_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
+                         DType dtype = DType::f32);
 
 // ---------------------------------------------------------------- loss
 struct CrossEntropyResult {
-  double loss = 0;     // mean over the batch of -log softmax(logits)[label]
-  int64_t correct = 0; // rows whose arg-max (first on ties) equals the label
-  Tensor probs;        // softmax(logits), kept for the backward
+  double loss = 0;      // mean over the batch of -log softmax(logits)[label]
+  int64_t correct = 0;  // rows whose arg-max (first on ties) equals the label
+  Tensor probs;         // softmax(logits), kept for the backward
 };
 // logits [B, K], labels in [0, K).
 CrossEntropyResult cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels);

@@ -70,7 +70,11 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
       });
       return;
     }
-    parallel_for(p * row_blocks, 1, [&](int64_t begin, int64_t end) {
+    // Small items are grouped (about 2^18 multiply-adds per chunk) so tiny GEMMs do not
+    // pay for a parallel region; the grouping depends only on the sizes.
+    int64_t item_work = std::max<int64_t>(1, std::min(block, m) * n * k);
+    int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / item_work);
+    parallel_for(p * row_blocks, grain, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         int64_t i = item / row_blocks, rb = item % row_blocks;
         int64_t r0 = rb * block, r1 = std::min(m, r0 + block);

@@ -3,6 +3,7 @@
 #include "core/cpu/train_kernels.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -15,6 +16,18 @@ namespace {
 constexpr int64_t row_grain = 256;
 constexpr int64_t elem_grain = 1 << 15;
 }  // namespace
+
+void add_bias_inplace(Tensor& x, const Tensor& bias) {
+  int64_t c = bias.dim(0), rows = c ? x.numel() / c : 0;
+  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    T* xp = x.data<T>();
+    const T* bp = bias.data<T>();
+    parallel_for(rows, row_grain, [&](int64_t s, int64_t e) {
+      for (int64_t r = s; r < e; ++r)
+        for (int64_t j = 0; j < c; ++j) xp[r * c + j] += bp[j];
+    });
+  });
+}
 
 void embedding(const Tensor& table, const std::vector<int32_t>& ids, Tensor& y) {
   int64_t c = table.dim(1);
@@ -107,7 +120,8 @@ void prepend_row_backward(const Tensor& dy, Tensor& dx, Tensor& dcls) {
 
 namespace {
 // Weight of position t of sequence i in the mean, and the count, for both mask dtypes.
-template <typename T> double mask_at(const Tensor& mask, int64_t idx) {
+template <typename T>
+double mask_at(const Tensor& mask, int64_t idx) {
   return mask.dtype() == DType::f32 ? static_cast<double>(mask.data<float>()[idx])
                                     : mask.data<double>()[idx];
 }
@@ -196,25 +210,25 @@ void pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy, 
   });
 }
 
-void dropout_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask) {
+void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask) {
   int64_t total = mask.numel();
   int64_t blocks = (total + 3) / 4;
-  double keep_scale = 1.0 / (1.0 - p);
-  auto threshold = static_cast<uint64_t>(std::ldexp(p, 32));  // drop when bits < p * 2^32
+  // Drop when the 32-bit draw is below p * 2^32.
+  auto threshold = static_cast<uint64_t>(std::ldexp(p, 32));
   std::array<uint32_t, 2> key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   LRA_DISPATCH_FLOAT(mask.dtype(), T, [&] {
     T* mp = mask.data<T>();
-    T keep = static_cast<T>(keep_scale);
+    const T keep = static_cast<T>(1.0 / (1.0 - p));
     parallel_for(blocks, 4096, [&](int64_t s, int64_t e) {
       for (int64_t blk = s; blk < e; ++blk) {
-        auto bits = philox4x32_10({static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),
-                                   static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)},
-                                  key);
-        for (int64_t q = 0; q < 4; ++q) {
-          int64_t i = blk * 4 + q;
-          if (i >= total) break;
-          mp[i] = static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
-        }
+        auto bits =
+            philox4x32_10({static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),
+                           static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)},
+                          key);
+        int64_t base = blk * 4, n = std::min<int64_t>(4, total - base);
+        for (int64_t q = 0; q < n; ++q)
+          mp[base + q] =
+              static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
       }
     });
   });
@@ -254,7 +268,8 @@ void cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& lab
     T inv = static_cast<T>(1.0 / static_cast<double>(b));
     for (int64_t i = 0; i < b; ++i)
       for (int64_t j = 0; j < k; ++j)
-        dp[i * k + j] = (pp[i * k + j] - (j == labels[static_cast<std::size_t>(i)] ? T(1) : T(0))) * inv;
+        dp[i * k + j] =
+            (pp[i * k + j] - (j == labels[static_cast<std::size_t>(i)] ? T(1) : T(0))) * inv;
   });
 }
 
@@ -266,7 +281,8 @@ double sum_squares(const Tensor& x) {
     const T* xp = x.data<T>();
     parallel_for(n, elem_grain, [&](int64_t s, int64_t e) {
       double acc = 0;
-      for (int64_t i = s; i < e; ++i) acc += static_cast<double>(xp[i]) * static_cast<double>(xp[i]);
+      for (int64_t i = s; i < e; ++i)
+        acc += static_cast<double>(xp[i]) * static_cast<double>(xp[i]);
       partial[static_cast<std::size_t>(s / elem_grain)] = acc;
     });
   });

@@ -7,6 +7,7 @@
 
 namespace lra::core::cpu {
 
+void add_bias_inplace(Tensor& x, const Tensor& bias);
 void embedding(const Tensor& table, const std::vector<int32_t>& ids, Tensor& y);
 void embedding_backward(const std::vector<int32_t>& ids, const Tensor& dy, Tensor& dtable);
 void add_positions(Tensor& x, const Tensor& pos);
@@ -18,7 +19,7 @@ void masked_mean_backward(const Tensor& dy, const Tensor& key_mask, Tensor& dx);
 void pair_features(const Tensor& u, const Tensor& v, Tensor& y);
 void pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy, Tensor& du,
                             Tensor& dv);
-void dropout_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask);
+void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask);
 double cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs,
                      int64_t& correct);
 void cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels, Tensor& dx);

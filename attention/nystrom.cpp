@@ -1,0 +1,247 @@
+// `nystrom`: Nyströmformer (Xiong et al. 2021).
+//   Q̃, K̃ = segment means of Q, K over m landmarks (means over real tokens only; uneven
+//          segments when m ∤ n; with fewer real tokens than m some landmarks are empty)
+//   F = softmax(Q K̃ᵀ/√D), A = softmax(Q̃ K̃ᵀ/√D), B = softmax(Q̃ Kᵀ/√D) (padded keys masked)
+//   out = F · Z · (B V) + conv(V)   with Z ≈ A⁺ from the iteration
+//   Z ← ¼ Z (13I − AZ (15I − AZ (7I − AZ))), Z₀ = Aᵀ / (‖A‖₁ ‖A‖∞) per matrix.
+// Empty landmarks are masked out of F and A (their columns get weight 0) and their rows of
+// A are replaced by unit rows, so A is block-diagonal [A_real, I]: every iterate keeps that
+// structure, the real block is inverted as if the empty landmarks did not exist, and no
+// NaN can appear. The backward differentiates the iteration exactly as computed,
+// including Z₀'s dependence on A through the norms (a subgradient at ties, see
+// core::pinv_init_backward).
+// When m >= N (the padded length) every real token is its own landmark; like the
+// authors' code we then take the exact path softmax(QKᵀ/√D)V (+ conv), which is what the
+// landmark formula equals when the pseudo-inverse is exact.
+#include <cmath>
+
+#include "attention/attention.h"
+#include "core/ops.h"
+#include "core/ops_attention.h"
+#include "core/rng.h"
+
+namespace lra::attention {
+namespace {
+
+void check_inputs(const char* who, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& mask) {
+  core::check_rank(q, 4, 4, who);
+  core::check_same_shape(q, k, who);
+  core::check_same_shape(q, v, who);
+  core::check_same_dtype(q, k, who);
+  core::check_same_dtype(q, v, who);
+  if (mask.defined())
+    LRA_CHECK(mask.rank() == 2 && mask.dim(0) == q.dim(0) && mask.dim(1) == q.dim(2),
+              "{}: key mask {} does not match [batch, seq] of q {}", who, mask.shape_str(),
+              q.shape_str());
+}
+
+class NystromAttention final : public Attention {
+ public:
+  NystromAttention(int64_t landmarks, int64_t iters, int64_t conv_kernel, int64_t heads,
+                   const AttentionOptions& options)
+      : m_(landmarks), iters_(iters), conv_kernel_(conv_kernel), heads_(heads), options_(options) {
+    if (conv_kernel_ > 0) {
+      // PyTorch's Conv2d default: U(−1/√fan_in, 1/√fan_in), fan_in = kernel width.
+      Tensor w = Tensor::empty(core::Shape{heads, conv_kernel}, options.dtype, core::Device::cpu);
+      double bound = 1.0 / std::sqrt(static_cast<double>(conv_kernel));
+      core::fill_uniform(w, options.seed, uint64_t{3} << 40, -bound, bound);
+      conv_ = Parameter(options.name_prefix + "nystrom_conv", w);
+    }
+  }
+  std::string_view name() const override { return "nystrom"; }
+
+  std::vector<Parameter*> parameters() override {
+    if (conv_kernel_ > 0) return {&conv_};
+    return {};
+  }
+
+  void forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+               Tensor& out, Context& saved) override {
+    check_inputs("nystrom attention", q, k, v, key_mask);
+    int64_t n = q.dim(2);
+    double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
+    saved["q"] = q;
+    saved["k"] = k;
+    saved["v"] = v;
+    if (key_mask.defined()) saved["mask"] = key_mask;
+    if (m_ >= n) {
+      Tensor probs = core::softmax(core::matmul(q, k, false, true), key_mask, scale);
+      out = core::matmul(probs, v);
+      saved["probs"] = probs;
+    } else {
+      core::SegmentMeans lq = core::segment_means(q, m_, key_mask);
+      core::SegmentMeans lk = core::segment_means(k, m_, key_mask);
+      const Tensor& lmask = lq.counts;  // nonzero = landmark has tokens
+      Tensor f = core::softmax(core::matmul(q, lk.means, false, true), lmask, scale);  // [B,H,N,m]
+      Tensor a_soft = core::softmax(core::matmul(lq.means, lk.means, false, true), lmask, scale);
+      Tensor a = core::set_rows_identity(a_soft, lmask);                                // [B,H,m,m]
+      Tensor b = core::softmax(core::matmul(lq.means, k, false, true), key_mask, scale);  // [B,H,m,N]
+      Tensor bv = core::matmul(b, v);  // [B,H,m,D]
+      Tensor z = core::pinv_init(a);
+      for (int64_t j = 0; j < iters_; ++j) {
+        saved[fmt::format("z{}", j)] = z;
+        z = pinv_step(a, z);
+      }
+      Tensor x = core::matmul(z, bv);  // [B,H,m,D]
+      out = core::matmul(f, x);
+      saved["lq"] = lq.means;
+      saved["lk"] = lk.means;
+      saved["lmask"] = lmask;
+      saved["f"] = f;
+      saved["a"] = a;
+      saved["b"] = b;
+      saved["bv"] = bv;
+      saved["z"] = z;
+      saved["x"] = x;
+    }
+    if (conv_kernel_ > 0) {
+      LRA_CHECK(q.dim(1) == heads_, "nystrom attention: built for {} heads, got input {}", heads_,
+                q.shape_str());
+      core::check_same_dtype(v, conv_.value, "nystrom attention (inputs vs conv weight)");
+      Tensor vm = key_mask.defined() ? core::mask_seq(v, key_mask) : v;
+      core::add_into(out, core::depthwise_conv_seq(vm, conv_.value));
+      saved["vm"] = vm;
+    }
+  }
+
+  void backward(const Tensor& d_out, const Context& saved, Tensor& d_q, Tensor& d_k,
+                Tensor& d_v) override {
+    const Tensor& q = saved.at("q");
+    const Tensor& k = saved.at("k");
+    const Tensor& v = saved.at("v");
+    Tensor mask = saved.has("mask") ? saved.at("mask") : Tensor();
+    double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
+    if (saved.has("probs")) {
+      const Tensor& probs = saved.at("probs");
+      Tensor d_scores = core::softmax_backward(probs, core::matmul(d_out, v, false, true), scale);
+      d_v = core::matmul(probs, d_out, true, false);
+      d_q = core::matmul(d_scores, k);
+      d_k = core::matmul(d_scores, q, true, false);
+    } else {
+      const Tensor& lq = saved.at("lq");
+      const Tensor& lk = saved.at("lk");
+      const Tensor& f = saved.at("f");
+      const Tensor& a = saved.at("a");
+      const Tensor& b = saved.at("b");
+      // out = F X, X = Z (B V)
+      Tensor d_x = core::matmul(f, d_out, true, false);
+      Tensor d_f = core::matmul(d_out, saved.at("x"), false, true);
+      Tensor d_s1 = core::softmax_backward(f, d_f, scale);
+      d_q = core::matmul(d_s1, lk);
+      Tensor d_lk = core::matmul(d_s1, q, true, false);
+      Tensor d_z = core::matmul(d_x, saved.at("bv"), false, true);
+      Tensor d_bv = core::matmul(saved.at("z"), d_x, true, false);
+      Tensor d_b = core::matmul(d_bv, v, false, true);
+      d_v = core::matmul(b, d_bv, true, false);
+      Tensor d_s3 = core::softmax_backward(b, d_b, scale);
+      Tensor d_lq = core::matmul(d_s3, k);
+      d_k = core::matmul(d_s3, lq, true, false);
+      // Through the iteration, last step first.
+      Tensor d_a = Tensor::zeros(a.shape(), a.dtype(), a.device());
+      for (int64_t j = iters_ - 1; j >= 0; --j)
+        d_z = pinv_step_backward(a, saved.at(fmt::format("z{}", j)), d_z, d_a);
+      core::add_into(d_a, core::pinv_init_backward(a, d_z));
+      d_a = core::mask_seq(d_a, saved.at("lmask"));  // unit rows of empty landmarks are constant
+      Tensor d_s2 = core::softmax_backward(a, d_a, scale);
+      core::gemm(d_s2, false, lk, false, d_lq, 1.0, 1.0);
+      core::gemm(d_s2, true, lq, false, d_lk, 1.0, 1.0);
+      core::add_into(d_q, core::segment_means_backward(d_lq, q.shape(), mask));
+      core::add_into(d_k, core::segment_means_backward(d_lk, k.shape(), mask));
+    }
+    if (conv_kernel_ > 0) {
+      core::ConvGrads g = core::depthwise_conv_seq_backward(saved.at("vm"), conv_.value, d_out);
+      core::add_into(d_v, mask.defined() ? core::mask_seq(g.dx, mask) : g.dx);
+      core::add_into(conv_.grad, g.dw);
+    }
+  }
+
+  Cost cost(const AttnShape& s) const override {
+    double bh = static_cast<double>(s.batch * s.heads), n = static_cast<double>(s.seq),
+           d = static_cast<double>(s.head_dim), el = static_cast<double>(core::dtype_size(options_.dtype));
+    double kc = static_cast<double>(conv_kernel_);
+    Cost c;
+    double conv_fwd = bh * 2 * n * d * kc, conv_bwd = bh * 4 * n * d * kc;
+    if (m_ >= s.seq) {
+      c.forward_flops = bh * (4 * n * n * d + 5 * n * n) + conv_fwd;
+      c.backward_flops = bh * (8 * n * n * d + 4 * n * n) + conv_bwd;
+      c.forward_bytes = bh * (2 * n * n + 2 * n * d) * el;
+      c.backward_bytes = bh * (2 * n * n + 4 * n * d) * el;
+      return c;
+    }
+    double m = static_cast<double>(m_), it = static_cast<double>(iters_);
+    // Landmark means; Q K̃ᵀ, Q̃ K̃ᵀ, Q̃ Kᵀ and their softmaxes; B V, Z (BV), F X;
+    // Z₀ and per iteration 4 m x m GEMMs plus 3 scaled copies.
+    c.forward_flops = bh * (2 * n * d + 4 * n * m * d + 2 * m * m * d + 10 * n * m + 5 * m * m +
+                            4 * n * m * d + 2 * m * m * d + 3 * m * m +
+                            it * (8 * m * m * m + 3 * m * m)) + conv_fwd;
+    // Reverse of each GEMM (2 each), softmax', per iteration 3 recomputed + 8 backward
+    // m x m GEMMs, and the segment-mean scatters.
+    c.backward_flops = bh * (16 * n * m * d + 8 * m * m * d + 8 * n * m + 4 * m * m +
+                             it * (22 * m * m * m + 6 * m * m) + 4 * m * m + 2 * n * d) + conv_bwd;
+    c.forward_bytes = bh * (4 * n * m + (it + 6) * m * m + 4 * m * d + n * d) * el;
+    c.backward_bytes = bh * (4 * n * m + 8 * m * m + 6 * m * d + 4 * n * d) * el;
+    return c;
+  }
+
+ private:
+  // One step Z' = ¼ Z (13I − P(15I − P(7I − P))), P = A Z, as GEMMs with scaled copies:
+  // U1 = 7P − P·P, U2 = 15P − P·U1, Z' = 13/4 Z − 1/4 Z·U2.
+  static Tensor pinv_step(const Tensor& a, const Tensor& z) {
+    Tensor p = core::matmul(a, z);
+    Tensor u1 = core::scale(p, 7.0);
+    core::gemm(p, false, p, false, u1, -1.0, 1.0);
+    Tensor u2 = core::scale(p, 15.0);
+    core::gemm(p, false, u1, false, u2, -1.0, 1.0);
+    Tensor next = core::scale(z, 13.0 / 4.0);
+    core::gemm(z, false, u2, false, next, -0.25, 1.0);
+    return next;
+  }
+  // Backward of pinv_step at (a, z) given d_next: returns dZ and adds dA into d_a.
+  static Tensor pinv_step_backward(const Tensor& a, const Tensor& z, const Tensor& d_next,
+                                   Tensor& d_a) {
+    Tensor p = core::matmul(a, z);
+    Tensor u1 = core::scale(p, 7.0);
+    core::gemm(p, false, p, false, u1, -1.0, 1.0);
+    Tensor u2 = core::scale(p, 15.0);
+    core::gemm(p, false, u1, false, u2, -1.0, 1.0);
+    // Z' = 13/4 Z − 1/4 Z U2
+    Tensor d_z = core::scale(d_next, 13.0 / 4.0);
+    core::gemm(d_next, false, u2, true, d_z, -0.25, 1.0);
+    Tensor d_u2 = core::matmul(z, d_next, true, false, -0.25);
+    // U2 = 15P − P U1
+    Tensor d_p = core::scale(d_u2, 15.0);
+    core::gemm(d_u2, false, u1, true, d_p, -1.0, 1.0);
+    Tensor d_u1 = core::matmul(p, d_u2, true, false, -1.0);
+    // U1 = 7P − P P
+    core::add_into(d_p, d_u1, 7.0);
+    core::gemm(d_u1, false, p, true, d_p, -1.0, 1.0);
+    core::gemm(p, true, d_u1, false, d_p, -1.0, 1.0);
+    // P = A Z
+    core::gemm(d_p, false, z, true, d_a, 1.0, 1.0);
+    core::gemm(a, true, d_p, false, d_z, 1.0, 1.0);
+    return d_z;
+  }
+
+  int64_t m_, iters_, conv_kernel_, heads_;
+  AttentionOptions options_;
+  Parameter conv_;
+};
+
+}  // namespace
+
+LRA_REGISTER_ATTENTION(BackendInfo{
+    "nystrom", "Nyströmformer: landmark (segment-mean) approximation with iterative pseudo-inverse",
+    [](SpecReader& spec, const AttnShape& shape, const AttentionOptions& options)
+        -> std::unique_ptr<Attention> {
+      int64_t m = spec.get_int("landmarks", 64);
+      int64_t iters = spec.get_int("pinv_iters", 6);
+      int64_t conv = spec.get_int("conv_kernel", 35);
+      LRA_CHECK(m >= 1, "nystrom: landmarks must be >= 1, got {}", m);
+      LRA_CHECK(iters >= 0, "nystrom: pinv_iters must be >= 0, got {}", iters);
+      LRA_CHECK(conv >= 0 && (conv == 0 || conv % 2 == 1),
+                "nystrom: conv_kernel must be 0 (off) or an odd width, got {}", conv);
+      return std::make_unique<NystromAttention>(m, iters, conv, shape.heads, options);
+    }});
+
+}  // namespace lra::attention

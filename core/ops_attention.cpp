@@ -1,0 +1,131 @@
+// Validation, output allocation and device dispatch for core/ops_attention.h.
+#include "core/ops_attention.h"
+
+#include "core/cpu/attention_kernels.h"
+
+namespace lra::core {
+namespace {
+
+void require_cpu_op(const char* op, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors)
+    if (t->defined() && t->device() != Device::cpu)
+      fail("{}: no {} implementation yet (tensor of shape {})", op, device_name(t->device()),
+           t->shape_str());
+}
+
+void require_defined(const char* op, const Tensor& t) {
+  LRA_CHECK(t.defined(), "{}: tensor is undefined", op);
+}
+
+Tensor unary(const char* op, cpu::AttnUnary kind, const Tensor& x) {
+  require_defined(op, x);
+  require_cpu_op(op, {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::attn_unary(kind, x, y);
+  return y;
+}
+
+Tensor unary_backward(const char* op, cpu::AttnUnary kind, const Tensor& xy, const Tensor& dy) {
+  require_defined(op, xy);
+  check_same_shape(xy, dy, op);
+  check_same_dtype(xy, dy, op);
+  require_cpu_op(op, {&xy, &dy});
+  Tensor dx = Tensor::empty(xy.shape(), xy.dtype(), xy.device());
+  cpu::attn_unary_backward(kind, xy, dy, dx);
+  return dx;
+}
+
+void check_seq_mask(const char* op, const Tensor& x, const Tensor& mask) {
+  check_rank(x, 3, 4, op);
+  LRA_CHECK(mask.defined(), "{}: mask is undefined", op);
+  LRA_CHECK(mask.rank() == 2 && mask.dim(0) == x.dim(0) && mask.dim(1) == x.dim(-2),
+            "{}: mask of shape {} does not match [batch, seq] = [{}, {}] of {}", op,
+            mask.shape_str(), x.dim(0), x.dim(-2), x.shape_str());
+  require_cpu_op(op, {&x, &mask});
+}
+
+void check_square(const char* op, const Tensor& a) {
+  check_rank(a, 2, 4, op);
+  LRA_CHECK(a.dim(-1) == a.dim(-2), "{}: matrices of {} are not square", op, a.shape_str());
+}
+
+}  // namespace
+
+Tensor elu_plus_one(const Tensor& x) { return unary("elu_plus_one", cpu::AttnUnary::elu_plus_one, x); }
+Tensor elu_plus_one_backward(const Tensor& x, const Tensor& dy) {
+  return unary_backward("elu_plus_one_backward", cpu::AttnUnary::elu_plus_one, x, dy);
+}
+Tensor exp(const Tensor& x) { return unary("exp", cpu::AttnUnary::exp, x); }
+Tensor exp_backward(const Tensor& y, const Tensor& dy) {
+  return unary_backward("exp_backward", cpu::AttnUnary::exp, y, dy);
+}
+Tensor reciprocal_or_zero(const Tensor& x) {
+  return unary("reciprocal_or_zero", cpu::AttnUnary::reciprocal_or_zero, x);
+}
+Tensor reciprocal_or_zero_backward(const Tensor& y, const Tensor& dy) {
+  return unary_backward("reciprocal_or_zero_backward", cpu::AttnUnary::reciprocal_or_zero, y, dy);
+}
+
+Tensor mask_seq(const Tensor& x, const Tensor& key_mask) {
+  check_seq_mask("mask_seq", x, key_mask);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cpu::mask_seq(x, key_mask, y);
+  return y;
+}
+
+Tensor set_rows_identity(const Tensor& a, const Tensor& row_mask) {
+  check_seq_mask("set_rows_identity", a, row_mask);
+  check_square("set_rows_identity", a);
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cpu::set_rows_identity(a, row_mask, y);
+  return y;
+}
+
+Tensor pinv_init(const Tensor& a) {
+  check_square("pinv_init", a);
+  require_cpu_op("pinv_init", {&a});
+  Tensor z = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cpu::pinv_init(a, z);
+  return z;
+}
+
+Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0) {
+  check_square("pinv_init_backward", a);
+  check_same_shape(a, dz0, "pinv_init_backward");
+  check_same_dtype(a, dz0, "pinv_init_backward");
+  require_cpu_op("pinv_init_backward", {&a, &dz0});
+  Tensor da = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cpu::pinv_init_backward(a, dz0, da);
+  return da;
+}
+
+Tensor crop2d(const Tensor& x, int64_t rows, int64_t cols) {
+  check_rank(x, 2, 2, "crop2d");
+  require_cpu_op("crop2d", {&x});
+  LRA_CHECK(0 <= rows && rows <= x.dim(0) && 0 <= cols && cols <= x.dim(1),
+            "crop2d: block {}x{} does not fit in {}", rows, cols, x.shape_str());
+  Tensor y = Tensor::empty(Shape{rows, cols}, x.dtype(), x.device());
+  cpu::crop2d(x, y);
+  return y;
+}
+
+void crop2d_backward_add(Tensor& dx, const Tensor& dy) {
+  check_rank(dx, 2, 2, "crop2d_backward_add");
+  check_rank(dy, 2, 2, "crop2d_backward_add");
+  check_same_dtype(dx, dy, "crop2d_backward_add");
+  require_cpu_op("crop2d_backward_add", {&dx, &dy});
+  LRA_CHECK(dy.dim(0) <= dx.dim(0) && dy.dim(1) <= dx.dim(1),
+            "crop2d_backward_add: block {} does not fit in {}", dy.shape_str(), dx.shape_str());
+  cpu::crop2d_backward_add(dx, dy);
+}
+
+Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t offset, DType dtype,
+                    Device device) {
+  LRA_CHECK(p >= 0.0 && p < 1.0, "dropout_mask: probability {} not in [0, 1)", p);
+  LRA_CHECK(device == Device::cpu, "dropout_mask: no {} implementation yet", device_name(device));
+  Tensor y = Tensor::empty(shape, dtype, device);
+  cpu::attn_dropout_mask(p, seed, offset, y);
+  return y;
+}
+
+}  // namespace lra::core

@@ -1,0 +1,135 @@
+#pragma once
+// Building blocks of the encoder classifier. Each module owns named parameters
+// (core::Parameter), keeps what its forward needs for the backward (one forward in
+// flight), and its backward accumulates parameter gradients and returns the input
+// gradient. Tensors of rows are [R, C] views of [B, N, C] activations, so every linear
+// layer is one GEMM over all B * N rows.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attention/attention.h"
+#include "core/parameter.h"
+#include "core/tensor.h"
+
+namespace lra::model {
+
+using core::DType;
+using core::Parameter;
+using core::Shape;
+using core::Tensor;
+
+// What a forward pass needs besides its inputs: dropout on/off and the counters that
+// make every dropout mask a pure function of (seed, step, layer, site).
+struct RunState {
+  bool training = false;
+  uint64_t dropout_seed = 0;
+  int64_t step = 0;
+};
+
+// A deterministic 64-bit mix (splitmix64) and name hash used to derive seeds.
+uint64_t mix64(uint64_t x);
+uint64_t hash_name(const std::string& name);
+
+// Fills `t` with normal(0, std) from a stream that depends only on (seed, name).
+void init_normal(Tensor& t, uint64_t seed, const std::string& name, double std);
+
+class Linear {
+ public:
+  Linear(const std::string& name, int64_t in, int64_t out, DType dtype, uint64_t init_seed);
+  Tensor forward(const Tensor& x);  // x: [R, in] -> [R, out]
+  // Returns dx, or adds it into *dx_accum (same shape as x) and returns it undefined.
+  Tensor backward(const Tensor& dy, Tensor* dx_accum = nullptr);
+  void collect(std::vector<Parameter*>& out) {
+    out.push_back(&weight_);
+    out.push_back(&bias_);
+  }
+  int64_t in() const { return weight_.value.dim(0); }
+  int64_t out() const { return weight_.value.dim(1); }
+
+ private:
+  Parameter weight_, bias_;  // weight [in, out], bias [out]
+  Tensor x_;
+};
+
+class LayerNorm {
+ public:
+  LayerNorm(const std::string& name, int64_t dim, DType dtype);
+  Tensor forward(const Tensor& x);
+  Tensor backward(const Tensor& dy);
+  void collect(std::vector<Parameter*>& out) {
+    out.push_back(&gamma_);
+    out.push_back(&beta_);
+  }
+
+ private:
+  Parameter gamma_, beta_;
+  Tensor x_, mean_, rstd_;
+};
+
+// Inverted dropout with a counter-based mask; the identity when not training or p = 0.
+class Dropout {
+ public:
+  Dropout(double p, int64_t layer, int64_t site) : p_(p), layer_(layer), site_(site) {}
+  Tensor forward(const Tensor& x, const RunState& state);
+  Tensor backward(const Tensor& dy);
+
+ private:
+  double p_;
+  int64_t layer_, site_;
+  Tensor mask_;  // undefined when the last forward was the identity
+};
+
+struct MhaConfig {
+  int64_t dim = 64, heads = 2, head_dim = 32;
+  YAML::Node attention;        // the `attention:` spec
+  attention::AttnShape shape;  // longest sequence and batch the backend will see
+  double attention_dropout = 0;
+  std::string context = "attention";
+};
+
+class MultiHeadAttention {
+ public:
+  MultiHeadAttention(const std::string& name, const MhaConfig& config, int64_t layer, DType dtype,
+                     uint64_t init_seed);
+  // x: [B*N, C] rows of a [B, N, C] activation; key_mask [B, N].
+  Tensor forward(const Tensor& x, int64_t batch, int64_t seq, const Tensor& key_mask,
+                 const RunState& state);
+  Tensor backward(const Tensor& dy);
+  void collect(std::vector<Parameter*>& out);
+  attention::Attention& backend() { return *attention_; }
+  // Wall time spent inside the backend's forward and backward calls (for profiling).
+  double attention_seconds() const { return attention_seconds_; }
+  void reset_attention_seconds() { attention_seconds_ = 0; }
+
+ private:
+  int64_t heads_, head_dim_;
+  double attention_seconds_ = 0;
+  Linear wq_, wk_, wv_, wo_;
+  std::unique_ptr<attention::Attention> attention_;
+  attention::Context saved_;
+  int64_t batch_ = 0, seq_ = 0;
+};
+
+// Pre-LN block: x + drop(MHA(LN(x))), then + drop(FFN(LN(.))), FFN = Linear GELU Linear.
+class Block {
+ public:
+  Block(const std::string& name, const MhaConfig& config, int64_t hidden, double dropout,
+        int64_t layer, DType dtype, uint64_t init_seed);
+  Tensor forward(const Tensor& x, int64_t batch, int64_t seq, const Tensor& key_mask,
+                 const RunState& state);
+  Tensor backward(const Tensor& dy);
+  void collect(std::vector<Parameter*>& out);
+  MultiHeadAttention& attention() { return mha_; }
+  const MultiHeadAttention& attention() const { return mha_; }
+
+ private:
+  LayerNorm ln1_, ln2_;
+  MultiHeadAttention mha_;
+  Linear ff1_, ff2_;
+  Dropout drop_attn_, drop_ffn_;
+  Tensor ff1_out_;
+};
+
+}  // namespace lra::model

@@ -1,0 +1,63 @@
+#include "model/optim.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/ops_train.h"
+
+namespace lra::model {
+
+double learning_rate(const Schedule& s, int64_t step) {
+  LRA_CHECK(s.total >= 1 && s.warmup >= 0 && s.warmup <= s.total,
+            "schedule: warmup {} must be in [0, steps = {}]", s.warmup, s.total);
+  double peak = s.lr, initial = s.lr / 25.0, final_lr = initial / 1e4;
+  // OneCycleLR counts from 0; its phase ends at pct_start * total - 1 and total - 1.
+  double t = static_cast<double>(std::clamp<int64_t>(step, 1, s.total) - 1);
+  double warm_end = static_cast<double>(s.warmup) - 1.0;
+  double last = static_cast<double>(s.total) - 1.0;
+  if (s.warmup >= 1 && t <= warm_end) {
+    if (warm_end <= 0) return peak;
+    return initial + (peak - initial) * t / warm_end;
+  }
+  double start = std::max(warm_end, 0.0);
+  if (last <= start) return peak;
+  double pct = (t - start) / (last - start);
+  return peak + (final_lr - peak) * pct;
+}
+
+AdamW::AdamW(std::vector<core::Parameter*> params, AdamWConfig config)
+    : params_(std::move(params)), config_(config) {
+  for (core::Parameter* p : params_) {
+    m_.push_back(core::Tensor::zeros(p->value.shape(), p->value.dtype(), p->value.device()));
+    v_.push_back(core::Tensor::zeros(p->value.shape(), p->value.dtype(), p->value.device()));
+  }
+}
+
+double AdamW::update(double lr, int64_t step) {
+  double sq = 0;
+  for (core::Parameter* p : params_) sq += core::sum_squares(p->grad);
+  double norm = std::sqrt(sq);
+  LRA_CHECK(std::isfinite(norm), "AdamW: gradient norm is {} at step {}", norm, step);
+  double scale = 1.0;
+  if (config_.clip_norm > 0 && norm > config_.clip_norm) scale = config_.clip_norm / (norm + 1e-6);
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    core::Parameter* p = params_[i];
+    core::AdamWParams ap;
+    ap.lr = lr;
+    ap.beta1 = config_.beta1;
+    ap.beta2 = config_.beta2;
+    ap.eps = config_.eps;
+    ap.weight_decay = p->decay ? config_.weight_decay : 0.0;
+    ap.grad_scale = scale;
+    ap.step = step;
+    core::adamw_update(p->value, p->grad, m_[i], v_[i], ap);
+  }
+  return norm;
+}
+
+void AdamW::zero_grad() {
+  for (core::Parameter* p : params_) p->zero_grad();
+}
+
+}  // namespace lra::model

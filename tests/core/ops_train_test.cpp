@@ -1,0 +1,218 @@
+// The training ops of core/ops_train.h: forwards against naive f64 loops written here,
+// backwards against central finite differences.
+#include "core/ops_train.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/rng.h"
+#include "tests/support/grad_check.h"
+
+namespace lra::core {
+namespace {
+
+Tensor randn(const Shape& s, uint64_t seed, double std = 1.0) {
+  Tensor t = Tensor::empty(s, DType::f64);
+  fill_normal(t, seed, 0, 0.0, std);
+  return t;
+}
+
+Tensor mask_from(int64_t b, int64_t n, const std::vector<int64_t>& lengths) {
+  std::vector<double> v(static_cast<std::size_t>(b * n), 0.0);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t t = 0; t < lengths[static_cast<std::size_t>(i)]; ++t)
+      v[static_cast<std::size_t>(i * n + t)] = 1;
+  return Tensor::from_values(Shape{b, n}, v, DType::f64);
+}
+
+TEST(OpsTrain, EmbeddingGatherAndScatter) {
+  Tensor table = randn(Shape{5, 3}, 1);
+  std::vector<int32_t> ids{4, 0, 4, 2};
+  Tensor y = embedding(table, ids);
+  for (int64_t r = 0; r < 4; ++r)
+    for (int64_t c = 0; c < 3; ++c)
+      EXPECT_EQ(y.at({r, c}), table.at({ids[static_cast<std::size_t>(r)], c}));
+  Tensor w = randn(Shape{4, 3}, 2);
+  Tensor grad = Tensor::zeros(Shape{5, 3}, DType::f64);
+  embedding_backward(ids, w, grad);
+  double err = test::finite_difference_error(
+      table, grad, [&] { return test::weighted_sum(embedding(table, ids), w); });
+  EXPECT_LT(err, 1e-8);
+  EXPECT_THROW(embedding(table, {5}), Error);
+}
+
+TEST(OpsTrain, AddPositionsForwardBackward) {
+  Tensor x = randn(Shape{2, 3, 4}, 3);
+  Tensor pos = randn(Shape{5, 4}, 4);
+  Tensor y = x.clone();
+  add_positions(y, pos);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t c = 0; c < 4; ++c)
+        EXPECT_DOUBLE_EQ(y.at({b, n, c}), x.at({b, n, c}) + pos.at({n, c}));
+  Tensor w = randn(Shape{2, 3, 4}, 5);
+  Tensor dpos = Tensor::zeros(Shape{5, 4}, DType::f64);
+  add_positions_backward(w, dpos);
+  double err = test::finite_difference_error(pos, dpos, [&] {
+    Tensor z = x.clone();
+    add_positions(z, pos);
+    return test::weighted_sum(z, w);
+  });
+  EXPECT_LT(err, 1e-8);
+}
+
+TEST(OpsTrain, PrependRowForwardBackward) {
+  Tensor x = randn(Shape{2, 3, 4}, 6);
+  Tensor cls = randn(Shape{4}, 7);
+  Tensor y = prepend_row(x, cls);
+  ASSERT_EQ(y.shape(), (Shape{2, 4, 4}));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t c = 0; c < 4; ++c) {
+      EXPECT_EQ(y.at({b, 0, c}), cls.at({c}));
+      for (int64_t n = 0; n < 3; ++n) EXPECT_EQ(y.at({b, n + 1, c}), x.at({b, n, c}));
+    }
+  Tensor w = randn(Shape{2, 4, 4}, 8);
+  auto g = prepend_row_backward(w);
+  auto loss = [&] { return test::weighted_sum(prepend_row(x, cls), w); };
+  EXPECT_LT(test::finite_difference_error(x, g.dx, loss), 1e-8);
+  EXPECT_LT(test::finite_difference_error(cls, g.dcls, loss), 1e-8);
+}
+
+TEST(OpsTrain, MaskedMeanMatchesNaiveAndGradients) {
+  Tensor x = randn(Shape{3, 4, 2}, 9);
+  Tensor mask = mask_from(3, 4, {4, 2, 1});
+  for (bool use_mask : {true, false}) {
+    Tensor m = use_mask ? mask : Tensor();
+    Tensor y = masked_mean(x, m);
+    for (int64_t b = 0; b < 3; ++b)
+      for (int64_t c = 0; c < 2; ++c) {
+        double s = 0, cnt = 0;
+        for (int64_t n = 0; n < 4; ++n)
+          if (!use_mask || mask.at({b, n}) != 0) {
+            s += x.at({b, n, c});
+            cnt += 1;
+          }
+        EXPECT_NEAR(y.at({b, c}), s / cnt, 1e-14);
+      }
+    Tensor w = randn(Shape{3, 2}, 10);
+    Tensor dx = masked_mean_backward(w, m, x.shape());
+    EXPECT_LT(test::finite_difference_error(
+                  x, dx, [&] { return test::weighted_sum(masked_mean(x, m), w); }),
+              1e-8);
+  }
+}
+
+TEST(OpsTrain, PairFeaturesForwardBackward) {
+  Tensor u = randn(Shape{2, 3}, 11), v = randn(Shape{2, 3}, 12);
+  Tensor y = pair_features(u, v);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t c = 0; c < 3; ++c) {
+      EXPECT_EQ(y.at({b, c}), u.at({b, c}));
+      EXPECT_EQ(y.at({b, 3 + c}), v.at({b, c}));
+      EXPECT_DOUBLE_EQ(y.at({b, 6 + c}), u.at({b, c}) * v.at({b, c}));
+      EXPECT_DOUBLE_EQ(y.at({b, 9 + c}), u.at({b, c}) - v.at({b, c}));
+    }
+  Tensor w = randn(Shape{2, 12}, 13);
+  auto g = pair_features_backward(u, v, w);
+  auto loss = [&] { return test::weighted_sum(pair_features(u, v), w); };
+  EXPECT_LT(test::finite_difference_error(u, g.du, loss), 1e-8);
+  EXPECT_LT(test::finite_difference_error(v, g.dv, loss), 1e-8);
+}
+
+TEST(OpsTrain, CrossEntropyMatchesNaiveAndGradient) {
+  Tensor logits = randn(Shape{4, 5}, 14, 2.0);
+  std::vector<int32_t> labels{0, 3, 4, 3};
+  auto r = cross_entropy(logits, labels);
+  double expect = 0;
+  int64_t correct = 0;
+  for (int64_t b = 0; b < 4; ++b) {
+    double z = 0;
+    int64_t arg = 0;
+    for (int64_t k = 0; k < 5; ++k) {
+      z += std::exp(logits.at({b, k}));
+      if (logits.at({b, k}) > logits.at({b, arg})) arg = k;
+    }
+    expect += std::log(z) - logits.at({b, labels[static_cast<std::size_t>(b)]});
+    correct += arg == labels[static_cast<std::size_t>(b)];
+  }
+  EXPECT_NEAR(r.loss, expect / 4, 1e-12);
+  EXPECT_EQ(r.correct, correct);
+  Tensor d = cross_entropy_backward(r.probs, labels);
+  EXPECT_LT(
+      test::finite_difference_error(logits, d, [&] { return cross_entropy(logits, labels).loss; }),
+      1e-8);
+  // Large logits stay finite (log-sum-exp).
+  Tensor big = Tensor::from_values(Shape{1, 2}, {1000.0, -1000.0}, DType::f64);
+  EXPECT_NEAR(cross_entropy(big, {1}).loss, 2000.0, 1e-9);
+  EXPECT_THROW(cross_entropy(logits, {0, 1, 2, 5}), Error);
+}
+
+TEST(OpsTrain, SumSquaresAndBiasInPlace) {
+  Tensor x = randn(Shape{7, 3}, 15);
+  double s = 0;
+  for (double v : x.to_vector()) s += v * v;
+  EXPECT_NEAR(sum_squares(x), s, 1e-12);
+  Tensor bias = randn(Shape{3}, 16);
+  Tensor y = x.clone();
+  add_bias_inplace(y, bias);
+  for (int64_t r = 0; r < 7; ++r)
+    for (int64_t c = 0; c < 3; ++c) EXPECT_DOUBLE_EQ(y.at({r, c}), x.at({r, c}) + bias.at({c}));
+}
+
+TEST(OpsTrain, AdamWMatchesClosedFormSteps) {
+  // Three steps of AdamW against the update written out in f64 here.
+  Tensor w = randn(Shape{6}, 17), m = Tensor::zeros(Shape{6}, DType::f64),
+         v = Tensor::zeros(Shape{6}, DType::f64);
+  std::vector<double> ew = w.to_vector(), em(6, 0.0), ev(6, 0.0);
+  AdamWParams p;
+  p.lr = 0.01;
+  p.weight_decay = 0.1;
+  p.grad_scale = 0.5;
+  for (int64_t step = 1; step <= 3; ++step) {
+    Tensor g = randn(Shape{6}, 100 + static_cast<uint64_t>(step));
+    p.step = step;
+    adamw_update(w, g, m, v, p);
+    for (std::size_t i = 0; i < 6; ++i) {
+      double gi = g.to_vector()[i] * 0.5;
+      em[i] = 0.9 * em[i] + 0.1 * gi;
+      ev[i] = 0.999 * ev[i] + 0.001 * gi * gi;
+      double mh = em[i] / (1 - std::pow(0.9, step)), vh = ev[i] / (1 - std::pow(0.999, step));
+      ew[i] = ew[i] - 0.01 * 0.1 * ew[i] - 0.01 * mh / (std::sqrt(vh) + 1e-6);
+    }
+  }
+  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(w.at({i}), ew[static_cast<std::size_t>(i)], 1e-12);
+}
+
+}  // namespace
+}  // namespace lra::core
+
+namespace lra::core {
+namespace {
+
+TEST(OpsTrain, DropoutKeepMaskIsAPureFunctionWithTheRightRate) {
+  Tensor a = dropout_keep_mask(Shape{1000, 37}, 0.3, 5, 9);
+  Tensor b = dropout_keep_mask(Shape{1000, 37}, 0.3, 5, 9, DType::f64);
+  Tensor c = dropout_keep_mask(Shape{1000, 37}, 0.3, 5, 10);
+  std::vector<double> va = a.to_vector(), vb = b.to_vector(), vc = c.to_vector();
+  int64_t zeros = 0, differ = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) {
+    EXPECT_TRUE(va[i] == 0.0 || std::abs(va[i] - 1.0 / 0.7) < 1e-6);
+    EXPECT_EQ(va[i] == 0.0, vb[i] == 0.0);  // same draws for every dtype
+    zeros += va[i] == 0.0;
+    differ += (va[i] == 0.0) != (vc[i] == 0.0);
+  }
+  // 37000 Bernoulli(0.3): mean 11100, sd 88; allow 5 sd.
+  EXPECT_NEAR(static_cast<double>(zeros), 11100.0, 440.0);
+  EXPECT_GT(differ, 5000);  // another stream is another mask
+  // A prefix of a larger mask equals the smaller mask (element i depends only on i).
+  Tensor small = dropout_keep_mask(Shape{10}, 0.3, 5, 9);
+  for (int64_t i = 0; i < 10; ++i)
+    EXPECT_EQ(small.at({i}), a.to_vector()[static_cast<std::size_t>(i)]);
+  Tensor none = dropout_keep_mask(Shape{4}, 0.0, 5, 9);
+  for (double v : none.to_vector()) EXPECT_EQ(v, 1.0);
+  EXPECT_THROW(dropout_keep_mask(Shape{4}, 1.0, 5, 9), Error);
+}
+
+}  // namespace
+}  // namespace lra::core
