@@ -38,9 +38,11 @@ class SoftmaxAttention final : public Attention {
     Tensor probs = core::softmax(core::matmul(q, k, false, true), key_mask, scale);
     Tensor weights = probs;
     if (training_ && options_.dropout > 0.0) {
+      // The mask is a pure function of (layer seed, step): a resumed run draws the same
+      // masks as an uninterrupted one. Each step owns 2^40 counters of the stream.
       Tensor keep = core::dropout_mask(probs.shape(), options_.dropout, options_.seed,
-                                       dropout_offset_, probs.dtype(), probs.device());
-      dropout_offset_ += static_cast<uint64_t>(probs.numel());
+                                       static_cast<uint64_t>(step_) << 40, probs.dtype(),
+                                       probs.device());
       weights = core::mul(probs, keep);
       saved["keep"] = keep;
     }
@@ -78,7 +80,6 @@ class SoftmaxAttention final : public Attention {
 
  private:
   AttentionOptions options_;
-  uint64_t dropout_offset_ = 0;
 };
 
 }  // namespace

@@ -53,9 +53,13 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
     int64_t p = std::max({pa, pb, pc});
     auto at = [&](int64_t i) { return ap + (pa == 1 ? 0 : i * m * k); };
     auto bt = [&](int64_t i) { return bp + (pb == 1 ? 0 : i * k * n); };
-    // Row blocks of about 2^21 multiply-adds (at least 32 rows): a size-only split.
+    // Row blocks of about 2^21 multiply-adds (at least 32 rows): a size-only split. A
+    // batch of 8 or more already gives the threads enough items, and splitting rows
+    // would pack the right-hand matrix once per block.
     int64_t per_row = std::max<int64_t>(1, n * k);
-    int64_t block = std::max<int64_t>(32, ((int64_t{1} << 21) / per_row + 31) / 32 * 32);
+    int64_t block = p >= 8 ? m
+                           : std::max<int64_t>(32, ((int64_t{1} << 21) / per_row + 31) / 32 * 32);
+    block = std::max<int64_t>(block, 1);
     int64_t row_blocks = (m + block - 1) / block;
     if (pc == 1 && p > 1) {
       // One output summed over the batch (weight gradients): each row block sums the

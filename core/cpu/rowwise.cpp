@@ -4,6 +4,8 @@
 #include <limits>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "core/cpu/kernels.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
@@ -49,14 +51,15 @@ void softmax(const Tensor& x, const Tensor& key_mask, double scale, Tensor& y) {
           std::fill(yr, yr + cols, T(0));  // every key masked: the row attends to nothing
           continue;
         }
-        T total = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          T e = (!kr || kr[c]) ? std::exp(s * xr[c] - max_logit) : T(0);
-          yr[c] = e;
-          total += e;
-        }
-        T inv = T(1) / total;
-        for (int64_t c = 0; c < cols; ++c) yr[c] *= inv;
+        // Vectorised exp over the row (Eigen), then masked entries set to exactly 0.
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xa(xr, cols);
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> ya(yr, cols);
+        ya = (s * xa - max_logit).exp();
+        if (kr)
+          for (int64_t c = 0; c < cols; ++c)
+            if (!kr[c]) yr[c] = T(0);
+        T inv = T(1) / ya.sum();
+        ya *= inv;
       }
     });
   });
@@ -75,9 +78,10 @@ void softmax_backward(const Tensor& y, const Tensor& dy, double scale, Tensor& d
         const T* yr = yp + r * cols;
         const T* gr = gp + r * cols;
         T* dr = dp + r * cols;
-        T dot = 0;
-        for (int64_t c = 0; c < cols; ++c) dot += yr[c] * gr[c];
-        for (int64_t c = 0; c < cols; ++c) dr[c] = s * yr[c] * (gr[c] - dot);
+        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> ya(yr, cols), ga(gr, cols);
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> da(dr, cols);
+        T dot = (ya * ga).sum();  // vectorised; a fixed order for a given row length
+        da = s * ya * (ga - dot);
       }
     });
   });

@@ -161,23 +161,43 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
         }
       }
     });
-    // dw[h, j] = sum_{b, n, d} dy[b, h, n, d] x[b, h, n + j - half, d]
-    parallel_for(heads * taps, 1, [&](int64_t begin, int64_t end) {
+    // dw[h, j] = sum_{b, n, d} dy[b, h, n, d] x[b, h, n + j - half, d]. Work items are
+    // (head, fixed chunk of sequences); each keeps per-(tap, channel) partial sums so a
+    // row of x is reused by every tap while it is in cache. Partials are combined in
+    // chunk order, then over channels: deterministic for any thread count.
+    const int64_t seqs_per_chunk = 4;
+    int64_t chunks = (batch + seqs_per_chunk - 1) / seqs_per_chunk;
+    std::vector<T> partial(static_cast<std::size_t>(heads * chunks * taps * width), T(0));
+    parallel_for(heads * chunks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
-        int64_t h = item / taps, j = item % taps;
-        T acc = 0;
-        for (int64_t b = 0; b < batch; ++b) {
+        int64_t h = item / chunks, ch = item % chunks;
+        T* acc = partial.data() + item * taps * width;
+        for (int64_t b = ch * seqs_per_chunk; b < std::min(batch, (ch + 1) * seqs_per_chunk); ++b) {
           const T* gs = gp + (b * heads + h) * seq * width;
           const T* xs = xp + (b * heads + h) * seq * width;
-          for (int64_t n = std::max<int64_t>(0, half - j); n < std::min(seq, seq + half - j); ++n) {
+          for (int64_t n = 0; n < seq; ++n) {
             const T* g = gs + n * width;
-            const T* in = xs + (n + j - half) * width;
-            for (int64_t d = 0; d < width; ++d) acc += g[d] * in[d];
+            int64_t j0 = std::max<int64_t>(0, half - n), j1 = std::min(taps, seq - n + half);
+            for (int64_t j = j0; j < j1; ++j) {
+              const T* in = xs + (n + j - half) * width;
+              T* a = acc + j * width;
+              for (int64_t d = 0; d < width; ++d) a[d] += g[d] * in[d];
+            }
           }
         }
-        dwp[item] = acc;
       }
     });
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t j = 0; j < taps; ++j) {
+        T total = 0;
+        for (int64_t d = 0; d < width; ++d) {
+          T lane = 0;
+          for (int64_t ch = 0; ch < chunks; ++ch)
+            lane += partial[static_cast<std::size_t>(((h * chunks + ch) * taps + j) * width + d)];
+          total += lane;
+        }
+        dwp[h * taps + j] = total;
+      }
   });
 }
 
