@@ -302,6 +302,12 @@ int run_reproduce(const TableConfig& table, const ReproduceOptions& options) {
     return 0;
   }
 
+  // Every base config must exist before hours of training start.
+  if (table.kind == "accuracy")
+    for (const auto& c : cells)
+      LRA_CHECK(fs::exists(table.columns[c.column].config), "{}: column '{}': config {} does not exist",
+                table.context, table.columns[c.column].name, table.columns[c.column].config);
+
   int failures = 0, ran = 0;
   const auto start = std::chrono::steady_clock::now();
   for (const auto& c : cells) {
