@@ -116,6 +116,11 @@ std::unique_ptr<Attention> make_attention(const YAML::Node& spec, const AttnShap
                                           const AttentionOptions& options = {},
                                           const std::string& context = "attention");
 
+// Validates backend inputs: q, k, v of one shape [B, H, N, D] and dtype, the key mask
+// [B, N] or undefined; errors name `who` and the shapes.
+void check_attention_inputs(const char* who, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& key_mask);
+
 // Canonical "key=value,..." text of a spec (sorted keys, type excluded) for CSV columns.
 std::string spec_params(const YAML::Node& spec);
 

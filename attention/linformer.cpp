@@ -17,19 +17,6 @@
 namespace lra::attention {
 namespace {
 
-void check_inputs(const char* who, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& mask) {
-  core::check_rank(q, 4, 4, who);
-  core::check_same_shape(q, k, who);
-  core::check_same_shape(q, v, who);
-  core::check_same_dtype(q, k, who);
-  core::check_same_dtype(q, v, who);
-  if (mask.defined())
-    LRA_CHECK(mask.rank() == 2 && mask.dim(0) == q.dim(0) && mask.dim(1) == q.dim(2),
-              "{}: key mask {} does not match [batch, seq] of q {}", who, mask.shape_str(),
-              q.shape_str());
-}
-
 class LinformerAttention final : public Attention {
  public:
   LinformerAttention(int64_t k, bool share_kv, int64_t max_len, const AttentionOptions& options)
@@ -52,7 +39,7 @@ class LinformerAttention final : public Attention {
 
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                Tensor& out, Context& saved) override {
-    check_inputs("linformer attention", q, k, v, key_mask);
+    check_attention_inputs("linformer attention", q, k, v, key_mask);
     int64_t n = q.dim(2);
     LRA_CHECK(n <= max_len_, "linformer attention: sequence length {} exceeds max_len {}", n, max_len_);
     core::check_same_dtype(q, e_.value, "linformer attention (inputs vs E)");

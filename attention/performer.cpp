@@ -45,9 +45,7 @@ class Performer final : public Attention {
 
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                Tensor& out, Context& saved) override {
-    LRA_CHECK(q.rank() == 4 && k.shape() == q.shape() && v.shape() == q.shape(),
-              "performer: q {}, k {}, v {} must all be [B, H, N, D]", q.shape_str(), k.shape_str(),
-              v.shape_str());
+    check_attention_inputs("performer attention", q, k, v, key_mask);
     int64_t n = q.dim(2), d = q.dim(3);
     double c = std::pow(static_cast<double>(d), -0.25);
     Tensor qs = core::scale(q, c), ks = core::scale(k, c);

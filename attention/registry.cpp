@@ -100,6 +100,19 @@ std::unique_ptr<Attention> make_attention(const YAML::Node& spec, const AttnShap
   return backend;
 }
 
+void check_attention_inputs(const char* who, const Tensor& q, const Tensor& k, const Tensor& v,
+                            const Tensor& mask) {
+  core::check_rank(q, 4, 4, who);
+  core::check_same_shape(q, k, who);
+  core::check_same_shape(q, v, who);
+  core::check_same_dtype(q, k, who);
+  core::check_same_dtype(q, v, who);
+  if (mask.defined())
+    LRA_CHECK(mask.rank() == 2 && mask.dim(0) == q.dim(0) && mask.dim(1) == q.dim(2),
+              "{}: key mask {} does not match [batch, seq] of q {}", who, mask.shape_str(),
+              q.shape_str());
+}
+
 std::string spec_params(const YAML::Node& spec) {
   std::map<std::string, std::string> sorted;
   for (const auto& entry : spec) {

@@ -51,9 +51,7 @@ class Skeinformer final : public Attention {
 
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                Tensor& out, Context& saved) override {
-    LRA_CHECK(q.rank() == 4 && k.shape() == q.shape() && v.shape() == q.shape(),
-              "skeinformer: q {}, k {}, v {} must all be [B, H, N, D]", q.shape_str(),
-              k.shape_str(), v.shape_str());
+    check_attention_inputs("skeinformer attention", q, k, v, key_mask);
     int64_t b = q.dim(0), h = q.dim(1), n = q.dim(2), d = q.dim(3);
     int64_t slots = std::min(samples_, n);
     double scale = 1.0 / std::sqrt(static_cast<double>(d));

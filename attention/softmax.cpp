@@ -10,19 +10,6 @@
 namespace lra::attention {
 namespace {
 
-void check_inputs(const char* who, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& mask) {
-  core::check_rank(q, 4, 4, who);
-  core::check_same_shape(q, k, who);
-  core::check_same_shape(q, v, who);
-  core::check_same_dtype(q, k, who);
-  core::check_same_dtype(q, v, who);
-  if (mask.defined())
-    LRA_CHECK(mask.rank() == 2 && mask.dim(0) == q.dim(0) && mask.dim(1) == q.dim(2),
-              "{}: key mask {} does not match [batch, seq] of q {}", who, mask.shape_str(),
-              q.shape_str());
-}
-
 class SoftmaxAttention final : public Attention {
  public:
   explicit SoftmaxAttention(const AttentionOptions& options) : options_(options) {
@@ -33,7 +20,7 @@ class SoftmaxAttention final : public Attention {
 
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                Tensor& out, Context& saved) override {
-    check_inputs("softmax attention", q, k, v, key_mask);
+    check_attention_inputs("softmax attention", q, k, v, key_mask);
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
     Tensor probs = core::softmax(core::matmul(q, k, false, true), key_mask, scale);
     Tensor weights = probs;
