@@ -67,8 +67,13 @@ class NystromAttention final : public Attention {
       Tensor bv = core::matmul(b, v);  // [B,H,m,D]
       Tensor z = core::pinv_init(a);
       for (int64_t j = 0; j < iters_; ++j) {
+        PinvStep step = pinv_step(a, z);
+        // The products are kept, so the backward recomputes none of them.
         saved[fmt::format("z{}", j)] = z;
-        z = pinv_step(a, z);
+        saved[fmt::format("p{}", j)] = step.p;
+        saved[fmt::format("u1_{}", j)] = step.u1;
+        saved[fmt::format("u2_{}", j)] = step.u2;
+        z = step.next;
       }
       Tensor x = core::matmul(z, bv);  // [B,H,m,D]
       out = core::matmul(f, x);
@@ -127,7 +132,9 @@ class NystromAttention final : public Attention {
       // Through the iteration, last step first.
       Tensor d_a = Tensor::zeros(a.shape(), a.dtype(), a.device());
       for (int64_t j = iters_ - 1; j >= 0; --j)
-        d_z = pinv_step_backward(a, saved.at(fmt::format("z{}", j)), d_z, d_a);
+        d_z = pinv_step_backward(a, saved.at(fmt::format("z{}", j)), saved.at(fmt::format("p{}", j)),
+                                 saved.at(fmt::format("u1_{}", j)),
+                                 saved.at(fmt::format("u2_{}", j)), d_z, d_a);
       core::add_into(d_a, core::pinv_init_backward(a, d_z));
       d_a = core::mask_seq(d_a, saved.at("lmask"));  // unit rows of empty landmarks are constant
       Tensor d_s2 = core::softmax_backward(a, d_a, scale);
@@ -166,7 +173,7 @@ class NystromAttention final : public Attention {
     // m x m GEMMs, and the segment-mean scatters.
     c.backward_flops = bh * (16 * n * m * d + 8 * m * m * d + 8 * n * m + 4 * m * m +
                              it * (22 * m * m * m + 6 * m * m) + 4 * m * m + 2 * n * d) + conv_bwd;
-    c.forward_bytes = bh * (4 * n * m + (it + 6) * m * m + 4 * m * d + n * d) * el;
+    c.forward_bytes = bh * (4 * n * m + (4 * it + 6) * m * m + 4 * m * d + n * d) * el;
     c.backward_bytes = bh * (4 * n * m + 8 * m * m + 6 * m * d + 4 * n * d) * el;
     return c;
   }
@@ -174,7 +181,10 @@ class NystromAttention final : public Attention {
  private:
   // One step Z' = ¼ Z (13I − P(15I − P(7I − P))), P = A Z, as GEMMs with scaled copies:
   // U1 = 7P − P·P, U2 = 15P − P·U1, Z' = 13/4 Z − 1/4 Z·U2.
-  static Tensor pinv_step(const Tensor& a, const Tensor& z) {
+  struct PinvStep {
+    Tensor next, p, u1, u2;
+  };
+  static PinvStep pinv_step(const Tensor& a, const Tensor& z) {
     Tensor p = core::matmul(a, z);
     Tensor u1 = core::scale(p, 7.0);
     core::gemm(p, false, p, false, u1, -1.0, 1.0);
@@ -182,16 +192,13 @@ class NystromAttention final : public Attention {
     core::gemm(p, false, u1, false, u2, -1.0, 1.0);
     Tensor next = core::scale(z, 13.0 / 4.0);
     core::gemm(z, false, u2, false, next, -0.25, 1.0);
-    return next;
+    return {next, p, u1, u2};
   }
-  // Backward of pinv_step at (a, z) given d_next: returns dZ and adds dA into d_a.
-  static Tensor pinv_step_backward(const Tensor& a, const Tensor& z, const Tensor& d_next,
+  // Backward of pinv_step at (a, z) with its saved products p, u1, u2, given d_next:
+  // returns dZ and adds dA into d_a.
+  static Tensor pinv_step_backward(const Tensor& a, const Tensor& z, const Tensor& p,
+                                   const Tensor& u1, const Tensor& u2, const Tensor& d_next,
                                    Tensor& d_a) {
-    Tensor p = core::matmul(a, z);
-    Tensor u1 = core::scale(p, 7.0);
-    core::gemm(p, false, p, false, u1, -1.0, 1.0);
-    Tensor u2 = core::scale(p, 15.0);
-    core::gemm(p, false, u1, false, u2, -1.0, 1.0);
     // Z' = 13/4 Z − 1/4 Z U2
     Tensor d_z = core::scale(d_next, 13.0 / 4.0);
     core::gemm(d_next, false, u2, true, d_z, -0.25, 1.0);

@@ -31,9 +31,13 @@ void softmax(const Tensor& x, const Tensor& key_mask, double scale, Tensor& y) {
   int64_t rows_per_batch = batches ? rows / batches : 0;
   // Expand the mask to bytes once: row r uses keep[(r / rows_per_batch) * cols + c].
   std::vector<unsigned char> keep;
+  std::vector<unsigned char> full;  // per batch: every key kept (the unmasked fast path)
   if (masked) {
     keep.resize(static_cast<std::size_t>(key_mask.numel()));
     for (int64_t i = 0; i < key_mask.numel(); ++i) keep[static_cast<std::size_t>(i)] = mask_at(key_mask, i);
+    full.assign(static_cast<std::size_t>(batches), 1);
+    for (int64_t i = 0; i < key_mask.numel(); ++i)
+      if (!keep[static_cast<std::size_t>(i)]) full[static_cast<std::size_t>(i / cols)] = 0;
   }
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
@@ -43,10 +47,17 @@ void softmax(const Tensor& x, const Tensor& key_mask, double scale, Tensor& y) {
       for (int64_t r = begin; r < end; ++r) {
         const T* xr = xp + r * cols;
         T* yr = yp + r * cols;
-        const unsigned char* kr = masked ? keep.data() + (r / rows_per_batch) * cols : nullptr;
+        int64_t batch = r / rows_per_batch;
+        const unsigned char* kr =
+            masked && !full[static_cast<std::size_t>(batch)] ? keep.data() + batch * cols : nullptr;
         T max_logit = -std::numeric_limits<T>::infinity();
-        for (int64_t c = 0; c < cols; ++c)
-          if (!kr || kr[c]) max_logit = std::max(max_logit, s * xr[c]);
+        if (kr) {
+          for (int64_t c = 0; c < cols; ++c)
+            if (kr[c]) max_logit = std::max(max_logit, s * xr[c]);
+        } else if (cols > 0) {
+          Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xa(xr, cols);
+          max_logit = s >= T(0) ? s * xa.maxCoeff() : s * xa.minCoeff();
+        }
         if (max_logit == -std::numeric_limits<T>::infinity()) {
           std::fill(yr, yr + cols, T(0));  // every key masked: the row attends to nothing
           continue;

@@ -107,6 +107,37 @@ void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tenso
   });
 }
 
+// The conv of one sequence is a sum over taps j of the whole [N, D] block shifted by
+// j - K/2 rows: each tap is one long contiguous axpy (or dot), which vectorises far
+// better than per-row loops over D channels.
+namespace {
+
+// Rows n of the output that tap shift s can reach: [max(0, -s), min(seq, seq - s)).
+struct TapRange {
+  int64_t first, last;
+};
+TapRange tap_range(int64_t shift, int64_t seq) {
+  return {std::max<int64_t>(0, -shift), std::min(seq, seq - shift)};
+}
+
+constexpr int64_t tile_rows = 64;
+
+// sum_i a[i] b[i] with 16 independent lanes summed in order: vectorisable without
+// reassociation, and the same result for any thread count.
+template <typename T> T lane_dot(const T* a, const T* b, int64_t n) {
+  constexpr int lanes = 16;
+  T acc[lanes] = {};
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes)
+    for (int l = 0; l < lanes; ++l) acc[l] += a[i + l] * b[i + l];
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  T total = 0;
+  for (int l = 0; l < lanes; ++l) total += acc[l];
+  return total;
+}
+
+}  // namespace
+
 void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
   int64_t taps = w.dim(1), half = taps / 2;
@@ -119,13 +150,19 @@ void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
         const T* xs = xp + bh * seq * width;
         T* ys = yp + bh * seq * width;
         const T* wh = wp + (bh % heads) * taps;
-        for (int64_t n = 0; n < seq; ++n) {
-          T* out = ys + n * width;
-          std::fill(out, out + width, T(0));
-          int64_t j0 = std::max<int64_t>(0, half - n), j1 = std::min(taps, seq - n + half);
-          for (int64_t j = j0; j < j1; ++j) {
-            const T* in = xs + (n + j - half) * width;
-            for (int64_t d = 0; d < width; ++d) out[d] += wh[j] * in[d];
+        // y[n] += w[j] x[n + s] with s = j - half, over tiles of rows that stay in L1.
+        for (int64_t t0 = 0; t0 < seq; t0 += tile_rows) {
+          int64_t t1 = std::min(seq, t0 + tile_rows);
+          std::fill(ys + t0 * width, ys + t1 * width, T(0));
+          for (int64_t j = 0; j < taps; ++j) {
+            int64_t shift = j - half;
+            TapRange r = tap_range(shift, seq);
+            int64_t first = std::max(r.first, t0), last = std::min(r.last, t1);
+            if (last <= first) continue;
+            T wj = wh[j];
+            T* out = ys + first * width;
+            const T* in = xs + (first + shift) * width;
+            for (int64_t i = 0; i < (last - first) * width; ++i) out[i] += wj * in[i];
           }
         }
       }
@@ -142,60 +179,47 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
     const T* wp = w.data<T>();
     const T* gp = dy.data<T>();
     T* dxp = dx.data<T>();
-    T* dwp = dw.data<T>();
-    // dx[n'] = sum_j w[j] dy[n' - j + half]
+    // Per sequence: dx[n + s] += w[j] dy[n] and partial[bh, j] = sum_n dy[n] . x[n + s].
+    std::vector<T> partial(static_cast<std::size_t>(batch * heads * taps), T(0));
     parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
       for (int64_t bh = begin; bh < end; ++bh) {
         const T* gs = gp + bh * seq * width;
+        const T* xs = xp + bh * seq * width;
         T* ds = dxp + bh * seq * width;
         const T* wh = wp + (bh % heads) * taps;
-        for (int64_t n = 0; n < seq; ++n) {
-          T* out = ds + n * width;
-          std::fill(out, out + width, T(0));
+        // dx[m] += w[j] dy[m - s] over tiles of rows m of dx (in L1), then the tap sums.
+        for (int64_t t0 = 0; t0 < seq; t0 += tile_rows) {
+          int64_t t1 = std::min(seq, t0 + tile_rows);
+          std::fill(ds + t0 * width, ds + t1 * width, T(0));
           for (int64_t j = 0; j < taps; ++j) {
-            int64_t src = n - j + half;
-            if (src < 0 || src >= seq) continue;
-            const T* g = gs + src * width;
-            for (int64_t d = 0; d < width; ++d) out[d] += wh[j] * g[d];
+            int64_t shift = j - half;
+            // rows m = n + shift with n in the tap's range, clipped to the tile
+            TapRange r = tap_range(shift, seq);
+            int64_t first = std::max(r.first + shift, t0), last = std::min(r.last + shift, t1);
+            if (last <= first) continue;
+            T wj = wh[j];
+            T* out = ds + first * width;
+            const T* g = gs + (first - shift) * width;
+            for (int64_t i = 0; i < (last - first) * width; ++i) out[i] += wj * g[i];
           }
+        }
+        for (int64_t j = 0; j < taps; ++j) {
+          int64_t shift = j - half;
+          TapRange r = tap_range(shift, seq);
+          if (r.last <= r.first) continue;
+          partial[static_cast<std::size_t>(bh * taps + j)] =
+              lane_dot(gs + r.first * width, xs + (r.first + shift) * width,
+                       (r.last - r.first) * width);
         }
       }
     });
-    // dw[h, j] = sum_{b, n, d} dy[b, h, n, d] x[b, h, n + j - half, d]. Work items are
-    // (head, fixed chunk of sequences); each keeps per-(tap, channel) partial sums so a
-    // row of x is reused by every tap while it is in cache. Partials are combined in
-    // chunk order, then over channels: deterministic for any thread count.
-    const int64_t seqs_per_chunk = 4;
-    int64_t chunks = (batch + seqs_per_chunk - 1) / seqs_per_chunk;
-    std::vector<T> partial(static_cast<std::size_t>(heads * chunks * taps * width), T(0));
-    parallel_for(heads * chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        int64_t h = item / chunks, ch = item % chunks;
-        T* acc = partial.data() + item * taps * width;
-        for (int64_t b = ch * seqs_per_chunk; b < std::min(batch, (ch + 1) * seqs_per_chunk); ++b) {
-          const T* gs = gp + (b * heads + h) * seq * width;
-          const T* xs = xp + (b * heads + h) * seq * width;
-          for (int64_t n = 0; n < seq; ++n) {
-            const T* g = gs + n * width;
-            int64_t j0 = std::max<int64_t>(0, half - n), j1 = std::min(taps, seq - n + half);
-            for (int64_t j = j0; j < j1; ++j) {
-              const T* in = xs + (n + j - half) * width;
-              T* a = acc + j * width;
-              for (int64_t d = 0; d < width; ++d) a[d] += g[d] * in[d];
-            }
-          }
-        }
-      }
-    });
+    // dw[h, j] = sum over sequences in batch order (deterministic).
+    T* dwp = dw.data<T>();
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t j = 0; j < taps; ++j) {
         T total = 0;
-        for (int64_t d = 0; d < width; ++d) {
-          T lane = 0;
-          for (int64_t ch = 0; ch < chunks; ++ch)
-            lane += partial[static_cast<std::size_t>(((h * chunks + ch) * taps + j) * width + d)];
-          total += lane;
-        }
+        for (int64_t b = 0; b < batch; ++b)
+          total += partial[static_cast<std::size_t>((b * heads + h) * taps + j)];
         dwp[h * taps + j] = total;
       }
   });

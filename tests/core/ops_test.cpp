@@ -377,6 +377,29 @@ TEST(DepthwiseConv, ForwardAndBackward) {
   EXPECT_THROW(depthwise_conv_seq(x, randn(Shape{heads, 4}, 135)), Error);
 }
 
+TEST(DepthwiseConv, LongSequencesCrossRowTiles) {
+  // 150 rows cross the CPU kernel's 64-row tiles; taps reach across tile edges.
+  const int64_t batch = 2, heads = 2, seq = 150, width = 3, taps = 35;
+  Tensor x = randn(Shape{batch, heads, seq, width}, 136), w = randn(Shape{heads, taps}, 137);
+  Tensor y = depthwise_conv_seq(x, w);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t n = 0; n < seq; ++n)
+        for (int64_t d = 0; d < width; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < taps; ++j) {
+            int64_t src = n + j - taps / 2;
+            if (src >= 0 && src < seq) acc += w.at({h, j}) * x.at({b, h, src, d});
+          }
+          ASSERT_NEAR(y.at({b, h, n, d}), acc, 1e-12);
+        }
+  Tensor g = randn(x.shape(), 138);
+  auto loss = [&] { return weighted_sum(depthwise_conv_seq(x, w), g); };
+  ConvGrads grads = depthwise_conv_seq_backward(x, w, g);
+  EXPECT_LT(finite_difference_error(x, grads.dx, loss), fd_tol);
+  EXPECT_LT(finite_difference_error(w, grads.dw, loss), fd_tol);
+}
+
 // ------------------------------------------------------------------ f32 and threads
 TEST(Precision, F32MatchesF64) {
   Tensor a = randn(Shape{4, 16, 32}, 141), b = randn(Shape{4, 32, 8}, 142);
