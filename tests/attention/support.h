@@ -57,6 +57,23 @@ inline bool mask_keep(const Tensor& mask, int64_t b, int64_t j) {
 }
 
 // Exact masked softmax attention in f64 loops: [B, H, N, D].
+// A copy of x ([B, H, N, D]) whose rows at padded positions (mask 0) hold sign * junk:
+// the masking tests fill padded keys and values with garbage this way.
+inline Tensor garble_padded_rows(const Tensor& x, const Tensor& mask, const Tensor& junk,
+                                 double sign = 1.0) {
+  Tensor out = x.clone();
+  const int64_t B = x.dim(0), H = x.dim(1), N = x.dim(2), D = x.dim(3);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t j = 0; j < N; ++j)
+        if (!mask_keep(mask, b, j))
+          for (int64_t d = 0; d < D; ++d) {
+            int64_t i = ((b * H + h) * N + j) * D + d;
+            out.data<double>()[i] = sign * junk.data<double>()[i];
+          }
+  return out;
+}
+
 inline std::vector<double> naive_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                                    const Tensor& mask) {
   int64_t B = q.dim(0), H = q.dim(1), N = q.dim(2), D = q.dim(3);
