@@ -14,6 +14,7 @@
 #include "attention/attention.h"
 #include "core/ops.h"
 #include "core/ops_random.h"
+#include "core/rng.h"
 
 namespace lra::attention {
 namespace {
@@ -23,13 +24,7 @@ using core::Shape;
 
 enum class FeatureKernel { exp, relu };
 
-// SplitMix64 finaliser: decorrelates (seed, epoch) pairs before they key Philox.
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using core::mix64;
 
 class Performer final : public Attention {
  public:

@@ -20,6 +20,7 @@
 #include "attention/attention.h"
 #include "core/ops.h"
 #include "core/ops_random.h"
+#include "core/rng.h"
 
 namespace lra::attention {
 namespace {
@@ -28,12 +29,7 @@ using core::IndexSample;
 using core::Shape;
 using core::SkeinNorm;
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using core::mix64;
 
 enum class Normalization { adaptive, simple, none };
 

@@ -17,6 +17,15 @@ void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo = 0.0, do
 // Normal(mean, std) for element offset + i (Box-Muller on one Philox block per pair).
 void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean = 0.0, double std = 1.0);
 
+// SplitMix64 finaliser: decorrelates derived seeds (seed ^ layer, seed + step, ...)
+// before they key the Philox stream.
+inline uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
 // A seeded stream that advances its offset by the number of values drawn.
 class Rng {
  public:

@@ -11,6 +11,7 @@
 
 #include "attention/attention.h"
 #include "core/parameter.h"
+#include "core/rng.h"
 #include "core/tensor.h"
 
 namespace lra::model {
@@ -28,8 +29,8 @@ struct RunState {
   int64_t step = 0;
 };
 
-// A deterministic 64-bit mix (splitmix64) and name hash used to derive seeds.
-uint64_t mix64(uint64_t x);
+// The seed mix (core::mix64) and a name hash used to derive seeds.
+using core::mix64;
 uint64_t hash_name(const std::string& name);
 
 // Fills `t` with normal(0, std) from a stream that depends only on (seed, name).

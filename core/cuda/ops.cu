@@ -623,16 +623,32 @@ SeqDims seq_dims(const Tensor& x) {
 }
 }  // namespace
 
+// Device lists of each sequence's real positions (all positions without a mask) and
+// their counts, shared by segment means and its backward.
+class RealPositions {
+ public:
+  RealPositions(const Tensor& key_mask, int64_t batch, int64_t seq)
+      : buffer_(static_cast<std::size_t>(batch * seq + batch) * sizeof(int)), batch_seq_(batch * seq) {
+    real_positions_kernel<<<grid_for(batch), block_threads>>>(
+        key_mask.defined() ? key_mask.raw_data() : nullptr,
+        key_mask.defined() && key_mask.dtype() == DType::f32, batch, seq, buffer_.as<int>(),
+        buffer_.as<int>() + batch_seq_);
+    LRA_CUDA_CHECK_LAUNCH();
+  }
+  const int* positions() { return buffer_.as<int>(); }
+  const int* counts() { return buffer_.as<int>() + batch_seq_; }
+
+ private:
+  Scratch buffer_;
+  int64_t batch_seq_;
+};
+
 void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& means,
                    Tensor& counts) {
   SeqDims s = seq_dims(x);
-  Scratch positions(static_cast<std::size_t>(s.batch * s.seq + s.batch) * sizeof(int));
-  int* pos = positions.as<int>();
-  int* count = pos + s.batch * s.seq;
-  real_positions_kernel<<<grid_for(s.batch), block_threads>>>(
-      key_mask.defined() ? key_mask.raw_data() : nullptr,
-      key_mask.defined() && key_mask.dtype() == DType::f32, s.batch, s.seq, pos, count);
-  LRA_CUDA_CHECK_LAUNCH();
+  RealPositions real(key_mask, s.batch, s.seq);
+  const int* pos = real.positions();
+  const int* count = real.counts();
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     segment_means_kernel<T><<<static_cast<unsigned>(s.batch * s.heads * m), 64>>>(
         cptr<T>(x), pos, count, s.heads, s.seq, s.width, m, mptr<T>(means), mptr<T>(counts));
@@ -644,13 +660,9 @@ void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tenso
   SeqDims s = seq_dims(dx);
   int64_t m = d_means.dim(-2);
   fill(dx, 0.0);
-  Scratch positions(static_cast<std::size_t>(s.batch * s.seq + s.batch) * sizeof(int));
-  int* pos = positions.as<int>();
-  int* count = pos + s.batch * s.seq;
-  real_positions_kernel<<<grid_for(s.batch), block_threads>>>(
-      key_mask.defined() ? key_mask.raw_data() : nullptr,
-      key_mask.defined() && key_mask.dtype() == DType::f32, s.batch, s.seq, pos, count);
-  LRA_CUDA_CHECK_LAUNCH();
+  RealPositions real(key_mask, s.batch, s.seq);
+  const int* pos = real.positions();
+  const int* count = real.counts();
   LRA_DISPATCH_FLOAT(dx.dtype(), T, [&] {
     segment_means_backward_kernel<T><<<static_cast<unsigned>(s.batch * s.heads * m), 64>>>(
         cptr<T>(d_means), pos, count, s.heads, s.seq, s.width, m, mptr<T>(dx));
