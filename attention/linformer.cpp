@@ -25,6 +25,8 @@ class LinformerAttention final : public Attention {
     auto init = [&](const std::string& suffix, uint64_t stream) {
       Tensor value = Tensor::empty(core::Shape{k, max_len}, options.dtype, core::Device::cpu);
       core::fill_normal(value, options.seed, stream << 40, 0.0, 1.0 / std::sqrt(static_cast<double>(k)));
+      // Drawn on the host and copied: the same initial weights on every device.
+      if (options.device != core::Device::cpu) value = value.to(options.device);
       return Parameter(options.name_prefix + suffix, value);
     };
     e_ = init("linformer_e", 1);

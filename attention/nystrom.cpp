@@ -33,6 +33,8 @@ class NystromAttention final : public Attention {
       Tensor w = Tensor::empty(core::Shape{heads, conv_kernel}, options.dtype, core::Device::cpu);
       double bound = 1.0 / std::sqrt(static_cast<double>(conv_kernel));
       core::fill_uniform(w, options.seed, uint64_t{3} << 40, -bound, bound);
+      // Drawn on the host and copied: the same initial weights on every device.
+      if (options.device != core::Device::cpu) w = w.to(options.device);
       conv_ = Parameter(options.name_prefix + "nystrom_conv", w);
     }
   }

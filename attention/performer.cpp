@@ -44,7 +44,7 @@ class Performer final : public Attention {
     int64_t n = q.dim(2), d = q.dim(3);
     double c = std::pow(static_cast<double>(d), -0.25);
     Tensor qs = core::scale(q, c), ks = core::scale(k, c);
-    Tensor w = projection(d, q.dtype());
+    Tensor w = projection(d, q.dtype(), q.device());
     Tensor uq = core::matmul(qs, w, false, true);  // [B, H, N, m]
     Tensor uk = core::matmul(ks, w, false, true);
     Tensor phq, phk;
@@ -150,13 +150,14 @@ class Performer final : public Attention {
   }
 
  private:
-  // The projection for the current step: [m, D], cached per (epoch, D, dtype).
-  Tensor projection(int64_t d, DType dtype) {
+  // The projection for the current step: [m, D], cached per (epoch, D, dtype, device);
+  // computed on the host and copied once per redraw (the same matrix on every device).
+  Tensor projection(int64_t d, DType dtype, core::Device device) {
     int64_t epoch = redraw_ > 0 ? step_ / redraw_ : 0;
     if (!cached_.defined() || epoch != cached_epoch_ || cached_.dim(1) != d ||
-        cached_.dtype() != dtype) {
+        cached_.dtype() != dtype || cached_.device() != device) {
       uint64_t seed = mix64(seed_ ^ mix64(0x50455246ull + static_cast<uint64_t>(epoch)));
-      cached_ = core::orthogonal_gaussian(features_, d, seed, dtype);
+      cached_ = core::orthogonal_gaussian(features_, d, seed, dtype, device);
       cached_epoch_ = epoch;
     }
     return cached_;

@@ -59,7 +59,7 @@ class Skeinformer final : public Attention {
     IndexSample pilot;
     Tensor qj, bj;
     if (importance_ || pilot_reuse_) {
-      pilot = core::sample_rows_uniform(b, h, n, slots, key_mask, mix64(base ^ 1));
+      pilot = core::sample_rows_uniform(b, h, n, slots, key_mask, mix64(base ^ 1), q.device());
       qj = core::gather_rows(q, pilot.index, pilot.valid);                    // [B, H, d, D]
       bj = core::softmax(core::matmul(qj, k, false, true), key_mask, scale);  // [B, H, d, N]
     }
@@ -71,7 +71,8 @@ class Skeinformer final : public Attention {
       Tensor v_sq = core::sum_rows(core::mul(v, v));              // [B, H, N]
       weight = core::mul(col_sq.reshape(v_sq.shape()), v_sq);     // p_i^2
     }
-    IndexSample cols = core::sample_columns(weight, 0.5, b, h, n, slots, key_mask, mix64(base ^ 2));
+    IndexSample cols =
+        core::sample_columns(weight, 0.5, b, h, n, slots, key_mask, mix64(base ^ 2), q.device());
     Tensor kj = core::gather_rows(k, cols.index, cols.valid);  // [B, H, d, D]
     Tensor vj = core::gather_rows(v, cols.index, cols.valid);
     // 3. Normalised sketch.
@@ -87,7 +88,7 @@ class Skeinformer final : public Attention {
     Tensor mask_row, vbar;
     if (norm_ == Normalization::adaptive) {
       // v^T = (sum of real rows) - (sum of drawn rows); vj rows of unused slots are 0.
-      mask_row = core::expand_key_mask(key_mask, b, h, n, q.dtype());
+      mask_row = core::expand_key_mask(key_mask, b, h, n, q.dtype(), q.device());
       Tensor ones_slots = Tensor::full(Shape{1, slots}, 1.0, q.dtype(), q.device());
       vbar = core::matmul(mask_row, v);  // [B, H, 1, D]
       core::gemm(ones_slots, false, vj, false, vbar, -1.0, 1.0);

@@ -4,16 +4,55 @@
 #include <cmath>
 
 #include "core/cpu/random_kernels.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/random_kernels.h"
+#endif
 
 namespace lra::core {
 namespace {
 
-// CUDA kernels for these ops arrive with the CUDA issue.
-void require_cpu_op(const char* op, std::initializer_list<const Tensor*> tensors) {
+#ifndef LRA_WITH_CUDA
+[[noreturn]] void no_cuda(const char* op) {
+  fail("{}: tensors on device cuda, but lra was built without CUDA (configure with "
+       "-DLRA_CUDA=ON and nvcc present)",
+       op);
+}
+#endif
+
+// Runs the kernel of `device`; a build without CUDA names the op in its error.
+#ifdef LRA_WITH_CUDA
+#define LRA_RUN_RANDOM(op, device, fn, ...) \
+  ((device) == Device::cuda ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
+#else
+#define LRA_RUN_RANDOM(op, device, fn, ...) \
+  ((device) == Device::cuda ? no_cuda(op) : cpu::fn(__VA_ARGS__))
+#endif
+
+// The one device all defined tensors of an op live on (`fallback` when none is defined);
+// copies between devices are explicit, so a mix is an error.
+Device one_device(const char* op, std::initializer_list<const Tensor*> tensors,
+                  Device fallback = Device::cpu) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    LRA_CHECK(t->device() == first->device(),
+              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
+              device_name(first->device()), first->shape_str(), device_name(t->device()),
+              t->shape_str());
+  }
+  return first ? first->device() : fallback;
+}
+
+// Ops told their output device: every defined input must already live there.
+void require_on(const char* op, Device device, std::initializer_list<const Tensor*> tensors) {
   for (const Tensor* t : tensors)
-    if (t->defined() && t->device() != Device::cpu)
-      fail("{}: no {} implementation yet (tensor of shape {})", op, device_name(t->device()),
-           t->shape_str());
+    LRA_CHECK(!t->defined() || t->device() == device,
+              "{}: output requested on {}, but an input ({}) lives on {} — copy it first", op,
+              device_name(device), t->shape_str(), device_name(t->device()));
+#ifndef LRA_WITH_CUDA
+  if (device == Device::cuda) no_cuda(op);
+#endif
 }
 
 void check_key_mask(const char* op, const Tensor& mask, int64_t batch, int64_t seq) {
@@ -34,6 +73,7 @@ void check_index(const char* op, const Tensor& x, const Tensor& index, const Ten
             "{}: index {} does not match [B, H, S] for x {}", op, index.shape_str(), x.shape_str());
   LRA_CHECK(!w.defined() || w.shape() == index.shape(), "{}: weights {} differ from index {}", op,
             w.shape_str(), index.shape_str());
+  // Device indices are copied to the host for this check (B*H*S values, one sync).
   std::vector<double> idx = index.to_vector();
   for (std::size_t i = 0; i < idx.size(); ++i) {
     double r = idx[i];
@@ -44,11 +84,15 @@ void check_index(const char* op, const Tensor& x, const Tensor& index, const Ten
 
 }  // namespace
 
-Tensor orthogonal_gaussian(int64_t rows, int64_t dim, uint64_t seed, DType dtype) {
+Tensor orthogonal_gaussian(int64_t rows, int64_t dim, uint64_t seed, DType dtype, Device device) {
   LRA_CHECK(rows >= 1 && dim >= 1, "orthogonal_gaussian: rows {} and dim {} must be >= 1", rows,
             dim);
+  // Host Gram-Schmidt, then one explicit copy (core/cuda/random_kernels.h says why).
   std::vector<double> values = cpu::orthogonal_gaussian(rows, dim, seed);
-  return Tensor::from_values(Shape{rows, dim}, values, dtype);
+  Tensor w = Tensor::from_values(Shape{rows, dim}, values, dtype);
+  if (device == Device::cpu) return w;
+  require_on("orthogonal_gaussian", device, {});
+  return w.to(device);
 }
 
 Tensor favor_exp_features(const Tensor& u, const Tensor& x, const Tensor& key_mask,
@@ -59,18 +103,19 @@ Tensor favor_exp_features(const Tensor& u, const Tensor& x, const Tensor& key_ma
             "favor_exp_features: u {} and x {} differ in [B, H, N]", u.shape_str(), x.shape_str());
   check_same_dtype(u, x, "favor_exp_features");
   check_key_mask("favor_exp_features", key_mask, u.dim(0), u.dim(2));
-  require_cpu_op("favor_exp_features", {&u, &x, &key_mask});
+  Device dev = one_device("favor_exp_features", {&u, &x, &key_mask});
   Tensor phi = Tensor::empty(u.shape(), u.dtype(), u.device());
-  if (u.numel() > 0) cpu::favor_exp_features(u, x, key_mask, per_sequence, phi);
+  if (u.numel() > 0)
+    LRA_RUN_RANDOM("favor_exp_features", dev, favor_exp_features, u, x, key_mask, per_sequence, phi);
   return phi;
 }
 
 Tensor relu_features(const Tensor& u, double eps, const Tensor& key_mask) {
   check_rank4("relu_features", u, "u");
   check_key_mask("relu_features", key_mask, u.dim(0), u.dim(2));
-  require_cpu_op("relu_features", {&u, &key_mask});
+  Device dev = one_device("relu_features", {&u, &key_mask});
   Tensor phi = Tensor::empty(u.shape(), u.dtype(), u.device());
-  if (u.numel() > 0) cpu::relu_features(u, eps, key_mask, phi);
+  if (u.numel() > 0) LRA_RUN_RANDOM("relu_features", dev, relu_features, u, eps, key_mask, phi);
   return phi;
 }
 
@@ -79,59 +124,72 @@ Tensor relu_features_backward(const Tensor& u, const Tensor& d_phi, const Tensor
   check_same_shape(u, d_phi, "relu_features_backward");
   check_same_dtype(u, d_phi, "relu_features_backward");
   check_key_mask("relu_features_backward", key_mask, u.dim(0), u.dim(2));
-  require_cpu_op("relu_features_backward", {&u, &d_phi, &key_mask});
+  Device dev = one_device("relu_features_backward", {&u, &d_phi, &key_mask});
   Tensor du = Tensor::empty(u.shape(), u.dtype(), u.device());
-  if (u.numel() > 0) cpu::relu_features_backward(u, d_phi, key_mask, du);
+  if (u.numel() > 0)
+    LRA_RUN_RANDOM("relu_features_backward", dev, relu_features_backward, u, d_phi, key_mask, du);
   return du;
 }
 
 Tensor safe_reciprocal(const Tensor& x) {
-  require_cpu_op("safe_reciprocal", {&x});
+  LRA_CHECK(x.defined(), "safe_reciprocal: tensor is undefined");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::safe_reciprocal(x, y);
+  LRA_RUN_RANDOM("safe_reciprocal", x.device(), safe_reciprocal, x, y);
   return y;
 }
 
 namespace {
-IndexSample make_sample(int64_t batch, int64_t heads, int64_t samples) {
+IndexSample make_sample(int64_t batch, int64_t heads, int64_t samples, Device device) {
   Shape s{batch, heads, samples};
-  return {Tensor::zeros(s, DType::f64), Tensor::zeros(s, DType::f64), Tensor::zeros(s, DType::f64)};
+  return {Tensor::zeros(s, DType::f64, device), Tensor::zeros(s, DType::f64, device),
+          Tensor::zeros(s, DType::f64, device)};
 }
 }  // namespace
 
 IndexSample sample_rows_uniform(int64_t batch, int64_t heads, int64_t seq, int64_t samples,
-                                const Tensor& key_mask, uint64_t seed) {
+                                const Tensor& key_mask, uint64_t seed, Device device) {
   LRA_CHECK(batch >= 1 && heads >= 1 && seq >= 1 && samples >= 1,
             "sample_rows_uniform: sizes must be >= 1 (batch {}, heads {}, seq {}, samples {})",
             batch, heads, seq, samples);
   check_key_mask("sample_rows_uniform", key_mask, batch, seq);
-  require_cpu_op("sample_rows_uniform", {&key_mask});
-  IndexSample out = make_sample(batch, heads, samples);
-  cpu::sample_rows_uniform(batch, heads, seq, samples, key_mask, seed, out);
+  require_on("sample_rows_uniform", device, {&key_mask});
+  IndexSample out = make_sample(batch, heads, samples, device);
+  LRA_RUN_RANDOM("sample_rows_uniform", device, sample_rows_uniform, batch, heads, seq, samples,
+                 key_mask, seed, out);
   return out;
 }
 
 IndexSample sample_columns(const Tensor& weight, double power, int64_t batch, int64_t heads,
-                           int64_t seq, int64_t samples, const Tensor& key_mask, uint64_t seed) {
+                           int64_t seq, int64_t samples, const Tensor& key_mask, uint64_t seed,
+                           Device device) {
   LRA_CHECK(batch >= 1 && heads >= 1 && seq >= 1 && samples >= 1,
             "sample_columns: sizes must be >= 1 (batch {}, heads {}, seq {}, samples {})", batch,
             heads, seq, samples);
   LRA_CHECK(!weight.defined() || weight.numel() == batch * heads * seq,
             "sample_columns: weight {} is not [{}, {}, {}]", weight.shape_str(), batch, heads, seq);
   check_key_mask("sample_columns", key_mask, batch, seq);
-  require_cpu_op("sample_columns", {&weight, &key_mask});
-  IndexSample out = make_sample(batch, heads, samples);
-  cpu::sample_columns(weight, power, batch, heads, seq, samples, key_mask, seed, out);
-  return out;
+  require_on("sample_columns", device, {&weight, &key_mask});
+  if (device == Device::cpu) {
+    IndexSample out = make_sample(batch, heads, samples, device);
+    cpu::sample_columns(weight, power, batch, heads, seq, samples, key_mask, seed, out);
+    return out;
+  }
+  // Device tensors: the draw runs on the host with explicit copies both ways (see
+  // core/cuda/random_kernels.h), so it is the CPU's draw exactly.
+  Tensor host_weight = weight.defined() ? weight.to(Device::cpu) : Tensor();
+  Tensor host_mask = key_mask.defined() ? key_mask.to(Device::cpu) : Tensor();
+  IndexSample host = make_sample(batch, heads, samples, Device::cpu);
+  cpu::sample_columns(host_weight, power, batch, heads, seq, samples, host_mask, seed, host);
+  return {host.index.to(device), host.valid.to(device), host.owner.to(device)};
 }
 
 Tensor gather_rows(const Tensor& x, const Tensor& index, const Tensor& w) {
   check_rank4("gather_rows", x, "x");
   check_index("gather_rows", x, index, w);
-  require_cpu_op("gather_rows", {&x, &index, &w});
+  Device dev = one_device("gather_rows", {&x, &index, &w});
   Tensor out =
       Tensor::empty(Shape{x.dim(0), x.dim(1), index.dim(2), x.dim(3)}, x.dtype(), x.device());
-  if (out.numel() > 0) cpu::gather_rows(x, index, w, out);
+  if (out.numel() > 0) LRA_RUN_RANDOM("gather_rows", dev, gather_rows, x, index, w, out);
   return out;
 }
 
@@ -146,16 +204,16 @@ void scatter_rows(Tensor& x, const Tensor& index, const Tensor& w, const Tensor&
               x.shape_str(), index.shape_str());
     check_same_dtype(x, src, "scatter_rows");
   }
-  require_cpu_op("scatter_rows", {&x, &index, &w, &src});
-  if (x.numel() > 0) cpu::scatter_rows(x, index, w, src, mode);
+  Device dev = one_device("scatter_rows", {&x, &index, &w, &src});
+  if (x.numel() > 0) LRA_RUN_RANDOM("scatter_rows", dev, scatter_rows, x, index, w, src, mode);
 }
 
 Tensor expand_key_mask(const Tensor& key_mask, int64_t batch, int64_t heads, int64_t seq,
-                       DType dtype) {
+                       DType dtype, Device device) {
   check_key_mask("expand_key_mask", key_mask, batch, seq);
-  require_cpu_op("expand_key_mask", {&key_mask});
-  Tensor out = Tensor::empty(Shape{batch, heads, 1, seq}, dtype);
-  cpu::expand_key_mask(key_mask, heads, out);
+  require_on("expand_key_mask", device, {&key_mask});
+  Tensor out = Tensor::empty(Shape{batch, heads, 1, seq}, dtype, device);
+  LRA_RUN_RANDOM("expand_key_mask", device, expand_key_mask, key_mask, heads, out);
   return out;
 }
 
@@ -174,7 +232,7 @@ SkeinWeights skein_weights(const Tensor& logits, const Tensor& valid, const Tens
               lse.defined() ? lse.shape_str() : std::string("undefined"));
     check_same_dtype(logits, lse, "skein_weights");
   }
-  require_cpu_op("skein_weights", {&logits, &valid, &key_mask, &lse});
+  Device dev = one_device("skein_weights", {&logits, &valid, &key_mask, &lse});
   SkeinWeights w{Tensor::empty(logits.shape(), logits.dtype(), logits.device()),
                  Tensor::empty(rows, logits.dtype(), logits.device()),
                  Tensor::empty(rows, logits.dtype(), logits.device())};
@@ -183,7 +241,7 @@ SkeinWeights skein_weights(const Tensor& logits, const Tensor& valid, const Tens
       w.g.fill(0.0);
       w.dhat.fill(0.0);
     } else {
-      cpu::skein_weights(logits, valid, key_mask, mode, lse, w);
+      LRA_RUN_RANDOM("skein_weights", dev, skein_weights, logits, valid, key_mask, mode, lse, w);
     }
   }
   return w;
@@ -198,9 +256,12 @@ Tensor skein_weights_backward(const SkeinWeights& w, const Tensor& valid, const 
   if (d_dhat.defined()) check_same_shape(w.dhat, d_dhat, "skein_weights_backward (d_dhat)");
   if (d_g.defined()) check_same_shape(w.g, d_g, "skein_weights_backward (dg)");
   check_key_mask("skein_weights_backward", key_mask, w.e.dim(0), w.e.dim(2));
-  require_cpu_op("skein_weights_backward", {&w.e, &valid, &key_mask, &d_e, &d_dhat, &d_g});
+  Device dev =
+      one_device("skein_weights_backward", {&w.e, &w.g, &valid, &key_mask, &d_e, &d_dhat, &d_g});
   Tensor dl = Tensor::empty(w.e.shape(), w.e.dtype(), w.e.device());
-  if (dl.numel() > 0) cpu::skein_weights_backward(w, valid, key_mask, mode, d_e, d_dhat, d_g, dl);
+  if (dl.numel() > 0)
+    LRA_RUN_RANDOM("skein_weights_backward", dev, skein_weights_backward, w, valid, key_mask, mode,
+                   d_e, d_dhat, d_g, dl);
   return dl;
 }
 
@@ -209,9 +270,10 @@ Tensor masked_logsumexp(const Tensor& q, const Tensor& k, const Tensor& key_mask
   check_same_shape(q, k, "masked_logsumexp");
   check_same_dtype(q, k, "masked_logsumexp");
   check_key_mask("masked_logsumexp", key_mask, q.dim(0), q.dim(2));
-  require_cpu_op("masked_logsumexp", {&q, &k, &key_mask});
+  Device dev = one_device("masked_logsumexp", {&q, &k, &key_mask});
   Tensor lse = Tensor::empty(Shape{q.dim(0), q.dim(1), q.dim(2)}, q.dtype(), q.device());
-  if (lse.numel() > 0) cpu::masked_logsumexp(q, k, key_mask, scale, lse);
+  if (lse.numel() > 0)
+    LRA_RUN_RANDOM("masked_logsumexp", dev, masked_logsumexp, q, k, key_mask, scale, lse);
   return lse;
 }
 
@@ -224,8 +286,11 @@ void masked_logsumexp_backward(const Tensor& q, const Tensor& k, const Tensor& k
   check_same_shape(k, d_k, "masked_logsumexp_backward (d_k)");
   check_same_shape(lse, d_lse, "masked_logsumexp_backward (d_lse)");
   check_key_mask("masked_logsumexp_backward", key_mask, q.dim(0), q.dim(2));
-  require_cpu_op("masked_logsumexp_backward", {&q, &k, &key_mask, &lse, &d_lse, &d_q, &d_k});
-  if (lse.numel() > 0) cpu::masked_logsumexp_backward(q, k, key_mask, scale, lse, d_lse, d_q, d_k);
+  Device dev =
+      one_device("masked_logsumexp_backward", {&q, &k, &key_mask, &lse, &d_lse, &d_q, &d_k});
+  if (lse.numel() > 0)
+    LRA_RUN_RANDOM("masked_logsumexp_backward", dev, masked_logsumexp_backward, q, k, key_mask,
+                   scale, lse, d_lse, d_q, d_k);
 }
 
 }  // namespace lra::core

@@ -2,7 +2,9 @@
 // Ops for the randomised attention backends (Performer FAVOR+, Skeinformer): random
 // orthogonal projections, positive / ReLU random features, reproducible index sampling,
 // row gathers/scatters by index, and the Skeinformer row normalisation. Like core/ops.h
-// they validate once and dispatch on the device (CPU kernels in core/cpu/random_kernels.cpp).
+// they validate once and dispatch on the device (CPU kernels in core/cpu/random_kernels.cpp,
+// CUDA kernels in core/cuda/random_ops.cu; core/cuda/random_kernels.h says which ops compute
+// on the host and copy explicitly). All tensors of an op live on one device.
 //
 // Shapes: x is [B, H, N, C]; a key mask is [B, N] (1 = token, 0 = padding) of any float
 // dtype. Index tensors ([B, H, S]) hold integer row numbers in a float dtype (exact up
@@ -17,8 +19,10 @@ namespace lra::core {
 // rows x dim matrix whose rows come in blocks of `dim` mutually orthogonal directions
 // (Gram-Schmidt of a Gaussian block, the last block truncated), each row rescaled to the
 // norm of an independent standard Gaussian dim-vector (chi_dim distributed). A pure
-// function of (seed, rows, dim); computed in double and converted to dtype.
-Tensor orthogonal_gaussian(int64_t rows, int64_t dim, uint64_t seed, DType dtype = DType::f32);
+// function of (seed, rows, dim); computed in double on the host, converted to dtype and
+// copied to `device` (the same values on every device).
+Tensor orthogonal_gaussian(int64_t rows, int64_t dim, uint64_t seed, DType dtype = DType::f32,
+                           Device device = Device::cpu);
 
 // ---------------------------------------------------------------- random features
 // Positive softmax-kernel features from u = W x (u: [B, H, N, m], x: [B, H, N, D]):
@@ -44,15 +48,20 @@ struct IndexSample {
 };
 // S rows per [b, h] drawn uniformly with replacement among the real tokens (all N
 // positions without a mask). Sequences without a real token get only invalid slots.
+// The sample lives on `device` (the key mask, when given, must live there too) and is
+// the same on every device.
 IndexSample sample_rows_uniform(int64_t batch, int64_t heads, int64_t seq, int64_t samples,
-                                const Tensor& key_mask, uint64_t seed);
+                                const Tensor& key_mask, uint64_t seed,
+                                Device device = Device::cpu);
 // min(S, real tokens) distinct columns per [b, h] drawn without replacement with
 // probability proportional to weight[b, h, i]^power (successive sampling, via the
 // Efraimidis-Spirakis keys log(u_i) / w_i); an undefined weight means uniform. Real
 // columns of weight 0 are drawn only after every positive one, in random order. The
-// remaining slots are invalid.
+// remaining slots are invalid. The sample lives on `device` (as do weight and key mask,
+// when given) and is the same on every device.
 IndexSample sample_columns(const Tensor& weight, double power, int64_t batch, int64_t heads,
-                           int64_t seq, int64_t samples, const Tensor& key_mask, uint64_t seed);
+                           int64_t seq, int64_t samples, const Tensor& key_mask, uint64_t seed,
+                           Device device = Device::cpu);
 
 // ---------------------------------------------------------------- gather / scatter
 // out[b, h, s, :] = w[b, h, s] * x[b, h, index[b, h, s], :] (w undefined = 1).
@@ -64,10 +73,10 @@ Tensor gather_rows(const Tensor& x, const Tensor& index, const Tensor& w = {});
 enum class ScatterMode { add, assign, zero };
 void scatter_rows(Tensor& x, const Tensor& index, const Tensor& w, const Tensor& src,
                   ScatterMode mode);
-// [B, N] key mask -> [B, H, 1, N] in dtype (all ones when the mask is undefined), for
-// masked sums over the sequence by GEMM.
+// [B, N] key mask -> [B, H, 1, N] in dtype on `device` (all ones when the mask is
+// undefined), for masked sums over the sequence by GEMM.
 Tensor expand_key_mask(const Tensor& key_mask, int64_t batch, int64_t heads, int64_t seq,
-                       DType dtype);
+                       DType dtype, Device device = Device::cpu);
 
 // ---------------------------------------------------------------- Skeinformer
 // Row normalisation of sampled logits L ([B, H, N, S], invalid slots ignored):

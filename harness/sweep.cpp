@@ -15,6 +15,8 @@
 #include "attention/attention.h"
 #include "core/allocator.h"
 #include "core/csv.h"
+#include "core/cuda_runtime_info.h"
+#include "core/device_timer.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -126,6 +128,13 @@ attention::AttentionOptions options_of(const SweepPoint& p, const SweepConfig& c
   o.dtype = p.dtype;
   o.device = p.device;
   return o;
+}
+
+// A CUDA sweep needs a usable device; the config itself parses anywhere.
+void require_device(const SweepConfig& c) {
+  if (c.device != core::Device::cuda) return;
+  LRA_CHECK(core::cuda_device_count() > 0, "{}: device cuda: {}", c.context,
+            core::cuda_unavailable_reason());
 }
 
 std::string series_key(const SweepPoint& p) {
@@ -252,11 +261,6 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
     }
   }
   LRA_CHECK(have_backends && !c.backends.empty(), "{}: no backends listed", context);
-  // Timing a device call needs a synchronisation point (CUDA events), which core does
-  // not expose yet: refuse rather than time asynchronous launches.
-  LRA_CHECK(c.device == core::Device::cpu,
-            "{}: device cuda: sweeps time CPU calls only until core exposes a device "
-            "synchronisation (CUDA events)", context);
   LRA_CHECK(c.max_reps >= c.min_reps, "{}: max_reps ({}) < min_reps ({})", context, c.max_reps,
             c.min_reps);
   return c;
@@ -319,6 +323,7 @@ SweepResult analyse_point(const SweepPoint& point, const SweepConfig& config) {
 SweepResult measure_point(const SweepPoint& point, const SweepConfig& config) {
   SweepResult r = analyse_point(point, config);
   if (r.status != "ok") return r;
+  require_device(config);
   core::Allocator& alloc = core::allocator_for(point.device);
   const attention::AttnShape shape = shape_of(point);
   auto attn = attention::make_attention(point.spec, shape, options_of(point, config), config.context);
@@ -352,6 +357,16 @@ SweepResult measure_point(const SweepPoint& point, const SweepConfig& config) {
     }
   };
 
+  // Each call is timed by the device timer: the steady clock on the CPU, CUDA events
+  // around the call on the GPU (waiting for its kernels, so nothing overlaps the next).
+  core::DeviceTimer timer(point.device);
+  auto timed_call_ms = [&] {
+    timer.start();
+    call();
+    return timer.stop_ms();
+  };
+  core::device_synchronize(point.device);  // input initialisation is not part of a call
+
   // Everything that exists now (inputs, output gradient, parameters) is excluded.
   const double live_before = static_cast<double>(alloc.live_bytes());
   const bool on_cpu = point.device == core::Device::cpu;
@@ -361,9 +376,7 @@ SweepResult measure_point(const SweepPoint& point, const SweepConfig& config) {
 
   std::vector<double> times_ms;
   for (int i = 0; i < config.warmup; ++i) {
-    auto start = Clock::now();
-    call();
-    double s = seconds_since(start);
+    double s = timed_call_ms() * 1e-3;
     if (i == 0 && config.max_call_seconds > 0 && s > config.max_call_seconds) {
       times_ms.push_back(s * 1e3);
       r.status = "slow";
@@ -377,9 +390,7 @@ SweepResult measure_point(const SweepPoint& point, const SweepConfig& config) {
     while (static_cast<int>(times_ms.size()) < config.max_reps &&
            (static_cast<int>(times_ms.size()) < config.min_reps ||
             seconds_since(begin) < config.min_seconds)) {
-      auto start = Clock::now();
-      call();
-      times_ms.push_back(seconds_since(start) * 1e3);
+      times_ms.push_back(timed_call_ms());
     }
   }
   r.reps = static_cast<int>(times_ms.size());
@@ -451,6 +462,7 @@ std::map<std::string, std::string> sweep_row(const SweepPoint& p, const SweepRes
 }
 
 int run_sweep(const SweepConfig& config, const std::string& out_csv, int stop_after) {
+  require_device(config);  // before any output: a CUDA config on a machine without a GPU
   const auto points = expand_grid(config);
   // Check every backend spec (type and keys) before measuring anything.
   {
@@ -520,7 +532,10 @@ int run_sweep(const SweepConfig& config, const std::string& out_csv, int stop_af
         r.reason = "allocation failed (std::bad_alloc)";
       } catch (const Error& e) {
         r = SweepResult{};
-        r.status = "error";
+        // A device allocation that fails even after the allocator freed its cache is
+        // the GPU's out-of-memory, like bad_alloc on the CPU.
+        bool device_oom = std::string(e.what()).find("cudaErrorMemoryAllocation") != std::string::npos;
+        r.status = device_oom ? "oom" : "error";
         r.reason = e.what();
       }
     }

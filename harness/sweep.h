@@ -14,6 +14,8 @@
 namespace lra::harness {
 
 struct SweepConfig {
+  // cpu: steady-clock times; cuda: CUDA-event times of each call (core/device_timer.h) and
+  // the CUDA allocator's peak bytes; running needs a device (the config parses anywhere).
   core::Device device = core::Device::cpu;
   core::DType dtype = core::DType::f32;
   std::vector<int64_t> batch{8}, heads{4}, head_dim{64}, seq_len{1024};
