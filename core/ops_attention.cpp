@@ -2,15 +2,39 @@
 #include "core/ops_attention.h"
 
 #include "core/cpu/attention_kernels.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/attention_kernels.h"
+// Runs the kernel of the device the op's tensors live on.
+#define LRA_ATTN_RUN(device, fn, ...) \
+  ((device) == Device::cuda ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
+#else
+// A CUDA tensor in a build without CUDA cannot exist (no allocator); still say so clearly.
+#define LRA_ATTN_RUN(device, fn, ...) \
+  ((device) == Device::cuda ? (no_cuda(#fn), cpu::fn(__VA_ARGS__)) : cpu::fn(__VA_ARGS__))
+#endif
 
 namespace lra::core {
 namespace {
 
-void require_cpu_op(const char* op, std::initializer_list<const Tensor*> tensors) {
-  for (const Tensor* t : tensors)
-    if (t->defined() && t->device() != Device::cpu)
-      fail("{}: no {} implementation yet (tensor of shape {})", op, device_name(t->device()),
-           t->shape_str());
+#ifndef LRA_WITH_CUDA
+[[noreturn]] void no_cuda(const char* op) {
+  fail("{}: device cuda, but lra was built without CUDA (configure with -DLRA_CUDA=ON and nvcc "
+       "present)",
+       op);
+}
+#endif
+
+// All tensors of an op live on one device (copies between devices are explicit).
+void require_one_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    LRA_CHECK(t->device() == first->device(),
+              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
+              device_name(first->device()), first->shape_str(), device_name(t->device()),
+              t->shape_str());
+  }
 }
 
 void require_defined(const char* op, const Tensor& t) {
@@ -19,9 +43,9 @@ void require_defined(const char* op, const Tensor& t) {
 
 Tensor unary(const char* op, cpu::AttnUnary kind, const Tensor& x) {
   require_defined(op, x);
-  require_cpu_op(op, {&x});
+  require_one_device(op, {&x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::attn_unary(kind, x, y);
+  LRA_ATTN_RUN(x.device(), attn_unary, kind, x, y);
   return y;
 }
 
@@ -29,9 +53,9 @@ Tensor unary_backward(const char* op, cpu::AttnUnary kind, const Tensor& xy, con
   require_defined(op, xy);
   check_same_shape(xy, dy, op);
   check_same_dtype(xy, dy, op);
-  require_cpu_op(op, {&xy, &dy});
+  require_one_device(op, {&xy, &dy});
   Tensor dx = Tensor::empty(xy.shape(), xy.dtype(), xy.device());
-  cpu::attn_unary_backward(kind, xy, dy, dx);
+  LRA_ATTN_RUN(xy.device(), attn_unary_backward, kind, xy, dy, dx);
   return dx;
 }
 
@@ -41,7 +65,7 @@ void check_seq_mask(const char* op, const Tensor& x, const Tensor& mask) {
   LRA_CHECK(mask.rank() == 2 && mask.dim(0) == x.dim(0) && mask.dim(1) == x.dim(-2),
             "{}: mask of shape {} does not match [batch, seq] = [{}, {}] of {}", op,
             mask.shape_str(), x.dim(0), x.dim(-2), x.shape_str());
-  require_cpu_op(op, {&x, &mask});
+  require_one_device(op, {&x, &mask});
 }
 
 void check_square(const char* op, const Tensor& a) {
@@ -69,7 +93,7 @@ Tensor reciprocal_or_zero_backward(const Tensor& y, const Tensor& dy) {
 Tensor mask_seq(const Tensor& x, const Tensor& key_mask) {
   check_seq_mask("mask_seq", x, key_mask);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cpu::mask_seq(x, key_mask, y);
+  LRA_ATTN_RUN(x.device(), mask_seq, x, key_mask, y);
   return y;
 }
 
@@ -77,15 +101,15 @@ Tensor set_rows_identity(const Tensor& a, const Tensor& row_mask) {
   check_seq_mask("set_rows_identity", a, row_mask);
   check_square("set_rows_identity", a);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  cpu::set_rows_identity(a, row_mask, y);
+  LRA_ATTN_RUN(a.device(), set_rows_identity, a, row_mask, y);
   return y;
 }
 
 Tensor pinv_init(const Tensor& a) {
   check_square("pinv_init", a);
-  require_cpu_op("pinv_init", {&a});
+  require_one_device("pinv_init", {&a});
   Tensor z = Tensor::empty(a.shape(), a.dtype(), a.device());
-  cpu::pinv_init(a, z);
+  LRA_ATTN_RUN(a.device(), pinv_init, a, z);
   return z;
 }
 
@@ -93,19 +117,19 @@ Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0) {
   check_square("pinv_init_backward", a);
   check_same_shape(a, dz0, "pinv_init_backward");
   check_same_dtype(a, dz0, "pinv_init_backward");
-  require_cpu_op("pinv_init_backward", {&a, &dz0});
+  require_one_device("pinv_init_backward", {&a, &dz0});
   Tensor da = Tensor::empty(a.shape(), a.dtype(), a.device());
-  cpu::pinv_init_backward(a, dz0, da);
+  LRA_ATTN_RUN(a.device(), pinv_init_backward, a, dz0, da);
   return da;
 }
 
 Tensor crop2d(const Tensor& x, int64_t rows, int64_t cols) {
   check_rank(x, 2, 2, "crop2d");
-  require_cpu_op("crop2d", {&x});
+  require_one_device("crop2d", {&x});
   LRA_CHECK(0 <= rows && rows <= x.dim(0) && 0 <= cols && cols <= x.dim(1),
             "crop2d: block {}x{} does not fit in {}", rows, cols, x.shape_str());
   Tensor y = Tensor::empty(Shape{rows, cols}, x.dtype(), x.device());
-  cpu::crop2d(x, y);
+  LRA_ATTN_RUN(x.device(), crop2d, x, y);
   return y;
 }
 
@@ -113,18 +137,17 @@ void crop2d_backward_add(Tensor& dx, const Tensor& dy) {
   check_rank(dx, 2, 2, "crop2d_backward_add");
   check_rank(dy, 2, 2, "crop2d_backward_add");
   check_same_dtype(dx, dy, "crop2d_backward_add");
-  require_cpu_op("crop2d_backward_add", {&dx, &dy});
+  require_one_device("crop2d_backward_add", {&dx, &dy});
   LRA_CHECK(dy.dim(0) <= dx.dim(0) && dy.dim(1) <= dx.dim(1),
             "crop2d_backward_add: block {} does not fit in {}", dy.shape_str(), dx.shape_str());
-  cpu::crop2d_backward_add(dx, dy);
+  LRA_ATTN_RUN(dx.device(), crop2d_backward_add, dx, dy);
 }
 
 Tensor dropout_mask(const Shape& shape, double p, uint64_t seed, uint64_t offset, DType dtype,
                     Device device) {
   LRA_CHECK(p >= 0.0 && p < 1.0, "dropout_mask: probability {} not in [0, 1)", p);
-  LRA_CHECK(device == Device::cpu, "dropout_mask: no {} implementation yet", device_name(device));
   Tensor y = Tensor::empty(shape, dtype, device);
-  cpu::attn_dropout_mask(p, seed, offset, y);
+  LRA_ATTN_RUN(device, attn_dropout_mask, p, seed, offset, y);
   return y;
 }
 

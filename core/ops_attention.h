@@ -2,7 +2,8 @@
 // Extra primitive ops the attention backends are built from (beside core/ops.h): feature
 // maps, sequence masking, the Nyström pseudo-inverse initialisation, block crops and
 // dropout masks. Same conventions as core/ops.h: validation here, dispatch on the device
-// (CPU kernels in core/cpu/attention_kernels.cpp; CUDA throws lra::Error for now), f32
+// (CPU kernels in core/cpu/attention_kernels.cpp, CUDA kernels in
+// core/cuda/attention_ops.cu; an lra::Error for CUDA in a build without it), f32
 // and f64, each forward with its backward beside it.
 #include <cstdint>
 

@@ -1,16 +1,43 @@
-// Validation, output allocation and dispatch for the training ops of core/ops_train.h.
+// Validation, output allocation and device dispatch for the training ops of core/ops_train.h.
 #include "core/ops_train.h"
 
+#include <cmath>
+
 #include "core/cpu/train_kernels.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/train_kernels.h"
+// Runs the kernel of the device the op's tensors live on.
+#define LRA_TRAIN_RUN(device, fn, ...) \
+  ((device) == Device::cuda ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
+#else
+// A CUDA tensor in a build without CUDA cannot exist (no allocator); still say so clearly.
+#define LRA_TRAIN_RUN(device, fn, ...) \
+  ((device) == Device::cuda ? (no_cuda(#fn), cpu::fn(__VA_ARGS__)) : cpu::fn(__VA_ARGS__))
+#endif
 
 namespace lra::core {
 namespace {
 
-void require_cpu(const char* op, std::initializer_list<const Tensor*> tensors) {
-  for (const Tensor* t : tensors)
-    if (t->defined() && t->device() != Device::cpu)
-      fail("{}: no {} implementation yet (tensor of shape {})", op, device_name(t->device()),
-           t->shape_str());
+#ifndef LRA_WITH_CUDA
+[[noreturn]] void no_cuda(const char* op) {
+  fail("{}: tensors on device cuda, but lra was built without CUDA (configure with "
+       "-DLRA_CUDA=ON and nvcc present)",
+       op);
+}
+#endif
+
+// All tensors of an op live on one device (copies between devices are explicit); returns it.
+Device one_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    LRA_CHECK(t->device() == first->device(),
+              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
+              device_name(first->device()), first->shape_str(), device_name(t->device()),
+              t->shape_str());
+  }
+  return first ? first->device() : Device::cpu;
 }
 
 void check_ids(const char* op, const std::vector<int32_t>& ids, int64_t vocab) {
@@ -40,17 +67,16 @@ void add_bias_inplace(Tensor& x, const Tensor& bias) {
             "add_bias_inplace: bias {} does not match the last dim of {}", bias.shape_str(),
             x.shape_str());
   check_same_dtype(x, bias, "add_bias_inplace");
-  require_cpu("add_bias_inplace", {&x, &bias});
-  cpu::add_bias_inplace(x, bias);
+  Device d = one_device("add_bias_inplace", {&x, &bias});
+  LRA_TRAIN_RUN(d, add_bias_inplace, x, bias);
 }
 
 Tensor embedding(const Tensor& table, const std::vector<int32_t>& ids) {
   LRA_CHECK(table.rank() == 2, "embedding: table must be [V, C], got {}", table.shape_str());
-  require_cpu("embedding", {&table});
   check_ids("embedding", ids, table.dim(0));
   Tensor y = Tensor::empty(Shape{static_cast<int64_t>(ids.size()), table.dim(1)}, table.dtype(),
                            table.device());
-  cpu::embedding(table, ids, y);
+  LRA_TRAIN_RUN(table.device(), embedding, table, ids, y);
   return y;
 }
 
@@ -59,9 +85,9 @@ void embedding_backward(const std::vector<int32_t>& ids, const Tensor& dy, Tenso
             "embedding_backward: dy {} does not match {} ids of width {}", dy.shape_str(),
             ids.size(), dtable.dim(1));
   check_same_dtype(dy, dtable, "embedding_backward");
-  require_cpu("embedding_backward", {&dy, &dtable});
+  Device d = one_device("embedding_backward", {&dy, &dtable});
   check_ids("embedding_backward", ids, dtable.dim(0));
-  cpu::embedding_backward(ids, dy, dtable);
+  LRA_TRAIN_RUN(d, embedding_backward, ids, dy, dtable);
 }
 
 void add_positions(Tensor& x, const Tensor& pos) {
@@ -69,8 +95,8 @@ void add_positions(Tensor& x, const Tensor& pos) {
             "add_positions: x {} needs positions [>= {}, {}], got {}", x.shape_str(), x.dim(1),
             x.dim(2), pos.shape_str());
   check_same_dtype(x, pos, "add_positions");
-  require_cpu("add_positions", {&x, &pos});
-  cpu::add_positions(x, pos);
+  Device d = one_device("add_positions", {&x, &pos});
+  LRA_TRAIN_RUN(d, add_positions, x, pos);
 }
 
 void add_positions_backward(const Tensor& dy, Tensor& dpos) {
@@ -78,8 +104,8 @@ void add_positions_backward(const Tensor& dy, Tensor& dpos) {
       dy.rank() == 3 && dpos.rank() == 2 && dpos.dim(1) == dy.dim(2) && dpos.dim(0) >= dy.dim(1),
       "add_positions_backward: dy {} does not fit dpos {}", dy.shape_str(), dpos.shape_str());
   check_same_dtype(dy, dpos, "add_positions_backward");
-  require_cpu("add_positions_backward", {&dy, &dpos});
-  cpu::add_positions_backward(dy, dpos);
+  Device d = one_device("add_positions_backward", {&dy, &dpos});
+  LRA_TRAIN_RUN(d, add_positions_backward, dy, dpos);
 }
 
 Tensor prepend_row(const Tensor& x, const Tensor& cls) {
@@ -87,28 +113,28 @@ Tensor prepend_row(const Tensor& x, const Tensor& cls) {
             "prepend_row: x {} and cls {} must be [B, N, C] and [C]", x.shape_str(),
             cls.shape_str());
   check_same_dtype(x, cls, "prepend_row");
-  require_cpu("prepend_row", {&x, &cls});
-  Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(1) + 1, x.dim(2)}, x.dtype(), x.device());
-  cpu::prepend_row(x, cls, y);
+  Device d = one_device("prepend_row", {&x, &cls});
+  Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(1) + 1, x.dim(2)}, x.dtype(), d);
+  LRA_TRAIN_RUN(d, prepend_row, x, cls, y);
   return y;
 }
 
 PrependRowGrads prepend_row_backward(const Tensor& dy) {
   LRA_CHECK(dy.rank() == 3 && dy.dim(1) >= 1, "prepend_row_backward: dy {} must be [B, N+1, C]",
             dy.shape_str());
-  require_cpu("prepend_row_backward", {&dy});
-  PrependRowGrads g{Tensor::empty(Shape{dy.dim(0), dy.dim(1) - 1, dy.dim(2)}, dy.dtype()),
-                    Tensor::empty(Shape{dy.dim(2)}, dy.dtype())};
-  cpu::prepend_row_backward(dy, g.dx, g.dcls);
+  Device d = dy.device();
+  PrependRowGrads g{Tensor::empty(Shape{dy.dim(0), dy.dim(1) - 1, dy.dim(2)}, dy.dtype(), d),
+                    Tensor::empty(Shape{dy.dim(2)}, dy.dtype(), d)};
+  LRA_TRAIN_RUN(d, prepend_row_backward, dy, g.dx, g.dcls);
   return g;
 }
 
 Tensor masked_mean(const Tensor& x, const Tensor& key_mask) {
   LRA_CHECK(x.rank() == 3, "masked_mean: x must be [B, N, C], got {}", x.shape_str());
   check_mask("masked_mean", key_mask, x.dim(0), x.dim(1));
-  require_cpu("masked_mean", {&x, &key_mask});
-  Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2)}, x.dtype(), x.device());
-  cpu::masked_mean(x, key_mask, y);
+  Device d = one_device("masked_mean", {&x, &key_mask});
+  Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2)}, x.dtype(), d);
+  LRA_TRAIN_RUN(d, masked_mean, x, key_mask, y);
   return y;
 }
 
@@ -117,9 +143,9 @@ Tensor masked_mean_backward(const Tensor& dy, const Tensor& key_mask, const Shap
       x_shape.rank() == 3 && dy.rank() == 2 && dy.dim(0) == x_shape[0] && dy.dim(1) == x_shape[2],
       "masked_mean_backward: dy {} does not match x {}", dy.shape_str(), x_shape.str());
   check_mask("masked_mean_backward", key_mask, x_shape[0], x_shape[1]);
-  require_cpu("masked_mean_backward", {&dy, &key_mask});
-  Tensor dx = Tensor::empty(x_shape, dy.dtype(), dy.device());
-  cpu::masked_mean_backward(dy, key_mask, dx);
+  Device d = one_device("masked_mean_backward", {&dy, &key_mask});
+  Tensor dx = Tensor::empty(x_shape, dy.dtype(), d);
+  LRA_TRAIN_RUN(d, masked_mean_backward, dy, key_mask, dx);
   return dx;
 }
 
@@ -127,9 +153,9 @@ Tensor pair_features(const Tensor& u, const Tensor& v) {
   LRA_CHECK(u.rank() == 2, "pair_features: u must be [B, C], got {}", u.shape_str());
   check_same_shape(u, v, "pair_features");
   check_same_dtype(u, v, "pair_features");
-  require_cpu("pair_features", {&u, &v});
-  Tensor y = Tensor::empty(Shape{u.dim(0), 4 * u.dim(1)}, u.dtype(), u.device());
-  cpu::pair_features(u, v, y);
+  Device d = one_device("pair_features", {&u, &v});
+  Tensor y = Tensor::empty(Shape{u.dim(0), 4 * u.dim(1)}, u.dtype(), d);
+  LRA_TRAIN_RUN(d, pair_features, u, v, y);
   return y;
 }
 
@@ -137,59 +163,157 @@ PairFeatureGrads pair_features_backward(const Tensor& u, const Tensor& v, const 
   check_same_shape(u, v, "pair_features_backward");
   LRA_CHECK(dy.rank() == 2 && dy.dim(0) == u.dim(0) && dy.dim(1) == 4 * u.dim(1),
             "pair_features_backward: dy {} is not [B, 4C] for u {}", dy.shape_str(), u.shape_str());
-  require_cpu("pair_features_backward", {&u, &v, &dy});
-  PairFeatureGrads g{Tensor::empty(u.shape(), u.dtype()), Tensor::empty(u.shape(), u.dtype())};
-  cpu::pair_features_backward(u, v, dy, g.du, g.dv);
+  check_same_dtype(u, v, "pair_features_backward");
+  check_same_dtype(u, dy, "pair_features_backward");
+  Device d = one_device("pair_features_backward", {&u, &v, &dy});
+  PairFeatureGrads g{Tensor::empty(u.shape(), u.dtype(), d), Tensor::empty(u.shape(), u.dtype(), d)};
+  LRA_TRAIN_RUN(d, pair_features_backward, u, v, dy, g.du, g.dv);
   return g;
 }
 
-Tensor dropout_keep_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
-                         DType dtype) {
+Tensor dropout_keep_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream, DType dtype,
+                         Device device) {
   LRA_CHECK(p >= 0 && p < 1, "dropout_keep_mask: probability {} is outside [0, 1)", p);
-  Tensor mask = Tensor::empty(shape, dtype);
+  Tensor mask = Tensor::empty(shape, dtype, device);
   if (p == 0)
     mask.fill(1.0);
   else
-    cpu::dropout_keep_mask(p, seed, stream, mask);
+    LRA_TRAIN_RUN(device, dropout_keep_mask, p, seed, stream, mask);
   return mask;
 }
 
 CrossEntropyResult cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels) {
   LRA_CHECK(logits.rank() == 2, "cross_entropy: logits must be [B, K], got {}", logits.shape_str());
-  require_cpu("cross_entropy", {&logits});
   check_labels("cross_entropy", labels, logits.dim(0), logits.dim(1));
   CrossEntropyResult r;
-  r.probs = Tensor::empty(logits.shape(), logits.dtype());
-  r.loss = cpu::cross_entropy(logits, labels, r.probs, r.correct);
+  r.probs = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  r.loss = LRA_TRAIN_RUN(logits.device(), cross_entropy, logits, labels, r.probs, r.correct);
   return r;
+}
+
+CrossEntropyStats cross_entropy_stats(const Tensor& logits, const std::vector<int32_t>& labels) {
+  LRA_CHECK(logits.rank() == 2, "cross_entropy_stats: logits must be [B, K], got {}",
+            logits.shape_str());
+  check_labels("cross_entropy_stats", labels, logits.dim(0), logits.dim(1));
+  CrossEntropyStats r;
+  r.probs = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  if (logits.device() == Device::cpu) {
+    int64_t correct = 0;
+    double mean = cpu::cross_entropy(logits, labels, r.probs, correct);
+    r.stats = Tensor::from_values(
+        Shape{2}, {mean * static_cast<double>(logits.dim(0)), static_cast<double>(correct)},
+        DType::f64);
+    return r;
+  }
+  r.stats = Tensor::empty(Shape{2}, DType::f64, logits.device());
+#ifdef LRA_WITH_CUDA
+  cuda::cross_entropy_stats(logits, labels, r.probs, r.stats);
+#else
+  no_cuda("cross_entropy_stats");
+#endif
+  return r;
+}
+
+Tensor to_device_async(const Tensor& t, Device device) {
+  LRA_CHECK(t.defined(), "to_device_async: tensor is undefined");
+  if (t.device() == device) return t;
+  if (t.device() != Device::cpu || device != Device::cuda) return t.to(device);
+#ifdef LRA_WITH_CUDA
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), device);
+  cuda::upload_async(t, out);
+  return out;
+#else
+  no_cuda("to_device_async");
+#endif
 }
 
 Tensor cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels) {
   LRA_CHECK(probs.rank() == 2, "cross_entropy_backward: probs must be [B, K], got {}",
             probs.shape_str());
-  require_cpu("cross_entropy_backward", {&probs});
   check_labels("cross_entropy_backward", labels, probs.dim(0), probs.dim(1));
-  Tensor dx = Tensor::empty(probs.shape(), probs.dtype());
-  cpu::cross_entropy_backward(probs, labels, dx);
+  Tensor dx = Tensor::empty(probs.shape(), probs.dtype(), probs.device());
+  LRA_TRAIN_RUN(probs.device(), cross_entropy_backward, probs, labels, dx);
   return dx;
 }
 
 double sum_squares(const Tensor& x) {
-  require_cpu("sum_squares", {&x});
-  return cpu::sum_squares(x);
+  LRA_CHECK(x.defined(), "sum_squares: tensor is undefined");
+  return LRA_TRAIN_RUN(x.device(), sum_squares, x);
 }
 
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
+Tensor global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_norm) {
+  LRA_CHECK(clip_norm >= 0, "global_norm_scale: clip_norm {} is negative", clip_norm);
+  Device d = Device::cpu;
+  if (!tensors.empty()) {
+    d = tensors.front()->device();
+    for (const Tensor* t : tensors) {
+      LRA_CHECK(t->defined(), "global_norm_scale: a tensor is undefined");
+      LRA_CHECK(t->device() == d, "global_norm_scale: tensors on {} and {} — copy one first",
+                device_name(d), device_name(t->device()));
+    }
+  }
+  if (d == Device::cpu) {
+    double sq = 0;
+    for (const Tensor* t : tensors) sq += cpu::sum_squares(*t);
+    double norm = std::sqrt(sq), scale = 1.0;
+    if (!std::isfinite(norm))
+      scale = std::nan("");
+    else if (clip_norm > 0 && norm > clip_norm)
+      scale = clip_norm / (norm + 1e-6);
+    return Tensor::from_values(Shape{2}, {norm, scale}, DType::f64);
+  }
+#ifdef LRA_WITH_CUDA
+  Tensor sq = Tensor::empty(Shape{static_cast<int64_t>(tensors.size())}, DType::f64, d);
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    cuda::sum_squares_to(*tensors[i], sq, static_cast<int64_t>(i));
+  Tensor result = Tensor::empty(Shape{2}, DType::f64, d);
+  cuda::clip_scale(sq, clip_norm, result);
+  return result;
+#else
+  no_cuda("global_norm_scale");
+#endif
+}
+
+namespace {
+void adamw_checked(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p,
+                   const Tensor& norm_scale) {
   check_same_shape(w, grad, "adamw_update (grad)");
   check_same_shape(w, m, "adamw_update (m)");
   check_same_shape(w, v, "adamw_update (v)");
   check_same_dtype(w, grad, "adamw_update");
   check_same_dtype(w, m, "adamw_update");
   check_same_dtype(w, v, "adamw_update");
-  require_cpu("adamw_update", {&w, &grad, &m, &v});
+  Device d = one_device("adamw_update", {&w, &grad, &m, &v, &norm_scale});
   LRA_CHECK(p.step >= 1, "adamw_update: step must be >= 1, got {}", p.step);
-  cpu::adamw_update(w, grad, m, v, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.grad_scale,
-                    p.step);
+  double grad_scale = p.grad_scale;
+  if (norm_scale.defined()) {
+    LRA_CHECK(norm_scale.dtype() == DType::f64 && norm_scale.numel() == 2,
+              "adamw_update: norm_scale must be f64 [2] (from global_norm_scale), got {} {}",
+              dtype_name(norm_scale.dtype()), norm_scale.shape_str());
+    if (d == Device::cpu) grad_scale = norm_scale.data<double>()[1];
+  }
+  if (d == Device::cpu) {
+    cpu::adamw_update(w, grad, m, v, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, grad_scale,
+                      p.step);
+    return;
+  }
+#ifdef LRA_WITH_CUDA
+  cuda::adamw_update(w, grad, m, v, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, grad_scale,
+                     p.step, norm_scale);
+#else
+  no_cuda("adamw_update");
+#endif
+}
+}  // namespace
+
+void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
+  adamw_checked(w, grad, m, v, p, Tensor());
+}
+
+void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p,
+                  const Tensor& norm_scale) {
+  LRA_CHECK(norm_scale.defined(), "adamw_update: norm_scale is undefined");
+  adamw_checked(w, grad, m, v, p, norm_scale);
 }
 
 }  // namespace lra::core

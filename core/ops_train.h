@@ -1,8 +1,12 @@
 #pragma once
 // Ops that training needs beyond core/ops.h: embedding gather/scatter, positional add,
 // prepending a CLS row, masked mean pooling, pair features, cross-entropy, and the AdamW update.
-// Same conventions as core/ops.h: validated here, dispatched to CPU kernels
-// (core/cpu/train_kernels.cpp); f32 and f64; other devices are an lra::Error for now.
+// Same conventions as core/ops.h: validated here, dispatched by the tensors' device to the
+// CPU kernels (core/cpu/train_kernels.cpp) or the CUDA kernels (core/cuda/train_ops.cu;
+// an lra::Error in a build without CUDA); f32 and f64. All tensors of an op live on one
+// device. Ops that take ids or labels as std::vector<int32_t> (host memory) copy them to
+// the device with one explicit host -> device copy per call (cudaMemcpyAsync on the
+// kernels' stream: it does not wait for queued work) when their tensors are on CUDA.
 #include <cstdint>
 #include <vector>
 
@@ -51,9 +55,10 @@ PairFeatureGrads pair_features_backward(const Tensor& u, const Tensor& v, const 
 // 1 / (1 - p). Element i is a pure function of (seed, stream, i): Philox4x32-10 with key
 // = seed and counter = (i / 4, stream) gives the 32-bit draws of elements 4(i/4)..+3, so
 // one block serves four elements (cheaper than core::dropout_mask's one per element) and
-// a resumed run draws the very same masks. p = 0 gives ones. Apply with core::mul.
+// a resumed run draws the very same masks (the same bits on CPU and CUDA). p = 0 gives
+// ones. Apply with core::mul.
 Tensor dropout_keep_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
-                         DType dtype = DType::f32);
+                         DType dtype = DType::f32, Device device = Device::cpu);
 
 // ---------------------------------------------------------------- loss
 struct CrossEntropyResult {
@@ -61,13 +66,36 @@ struct CrossEntropyResult {
   int64_t correct = 0;  // rows whose arg-max (first on ties) equals the label
   Tensor probs;         // softmax(logits), kept for the backward
 };
-// logits [B, K], labels in [0, K).
+// logits [B, K], labels in [0, K). On CUDA the loss and hit count come back to the host:
+// this is a device sync (one per training step).
 CrossEntropyResult cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels);
+// The same without a host sync (training on a device reads it at log intervals only):
+// stats is f64 [2] on the logits' device = [sum over rows of -log softmax(logits)[label],
+// number of rows whose arg-max (first on ties) equals the label].
+struct CrossEntropyStats {
+  Tensor stats;
+  Tensor probs;
+};
+CrossEntropyStats cross_entropy_stats(const Tensor& logits, const std::vector<int32_t>& labels);
 // d mean-loss / d logits = (probs - onehot(labels)) / B.
 Tensor cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels);
 
+// ---------------------------------------------------------------- transfers
+// A copy of `t` on `device`. Host -> CUDA copies are queued on the device's stream without
+// waiting for the work already queued there (Tensor::to waits: a host sync); the host
+// memory is staged before this returns, so `t` may be released at once. Other
+// directions are Tensor::to.
+Tensor to_device_async(const Tensor& t, Device device);
+
 // ---------------------------------------------------------------- optimizer
-double sum_squares(const Tensor& x);  // in double, deterministic order
+// In double, deterministic order (a fixed partition and tree on CUDA; one device sync).
+double sum_squares(const Tensor& x);
+
+// The global norm of `tensors` (all on one device) and its clipping factor, without a host
+// sync: returns f64 [2] = [norm, scale] on their device, norm = sqrt(sum of sum_squares)
+// and scale = clip_norm / (norm + 1e-6) when clip_norm > 0 and norm > clip_norm, else 1
+// (NaN when the norm is not finite). Read it with .to_vector() when needed.
+Tensor global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_norm);
 
 struct AdamWParams {
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-6, weight_decay = 0;
@@ -77,6 +105,11 @@ struct AdamWParams {
 // Decoupled weight decay (Loshchilov & Hutter): with g = grad_scale * grad,
 // m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
 // w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w.
+// Everything on the tensors' device (no host sync on CUDA).
 void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p);
+// The same with the gradient scale read from element 1 of norm_scale (the result of
+// global_norm_scale, on the same device); p.grad_scale is ignored.
+void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p,
+                  const Tensor& norm_scale);
 
 }  // namespace lra::core

@@ -82,13 +82,14 @@ void save_checkpoint(const std::string& path, uint64_t config_hash, const TrainS
   put<int64_t>(payload, state.interval_examples);
   put<uint32_t>(payload, static_cast<uint32_t>(tensors.size()));
   for (const auto& [name, t] : tensors) {
-    LRA_CHECK(t.device() == core::Device::cpu, "checkpoint: tensor {} is not on the CPU", name);
+    // Device tensors are copied to the host (explicitly, one copy per tensor).
+    const core::Tensor host = t.device() == core::Device::cpu ? t : t.to(core::Device::cpu);
     put<uint32_t>(payload, static_cast<uint32_t>(name.size()));
     payload += name;
     put<uint8_t>(payload, t.dtype() == core::DType::f32 ? 0 : 1);
     put<uint32_t>(payload, static_cast<uint32_t>(t.rank()));
     for (int i = 0; i < t.rank(); ++i) put<int64_t>(payload, t.dim(i));
-    payload.append(static_cast<const char*>(t.raw_data()), t.bytes());
+    payload.append(static_cast<const char*>(host.raw_data()), host.bytes());
   }
   std::string file(magic, sizeof(magic));
   put<uint32_t>(file, checkpoint_version);
@@ -185,7 +186,13 @@ TrainState load_checkpoint(const std::string& path, uint64_t config_hash,
     LRA_CHECK(t.shape() == shape && t.dtype() == dtype,
               "checkpoint {}: tensor '{}' is {} {}, the model expects {} {}", path, name,
               core::dtype_name(dtype), shape.str(), core::dtype_name(t.dtype()), t.shape_str());
-    std::memcpy(t.raw_data(), r.raw(t.bytes()), t.bytes());
+    if (t.device() == core::Device::cpu) {
+      std::memcpy(t.raw_data(), r.raw(t.bytes()), t.bytes());
+    } else {
+      core::Tensor host = core::Tensor::empty(t.shape(), t.dtype());
+      std::memcpy(host.raw_data(), r.raw(t.bytes()), t.bytes());
+      t.copy_from(host);  // explicit host -> device copy
+    }
     ++found;
   }
   LRA_CHECK(found == tensors.size(), "checkpoint {}: holds {} of the model's {} tensors", path,

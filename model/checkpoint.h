@@ -8,7 +8,8 @@
 //            i64 interval_examples, u32 tensor count, then per tensor:
 //            u32 name length, name, u8 dtype (0 f32, 1 f64), u32 rank, i64 dims[rank], data.
 // A wrong magic, version, config hash, checksum, missing or mis-shaped tensor is an
-// lra::Error naming the file.
+// lra::Error naming the file. Tensors on a device are copied to the host to be saved and
+// loaded back onto their device (explicit copies, one per tensor).
 #include <cstdint>
 #include <string>
 #include <vector>

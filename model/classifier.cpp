@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/cuda_runtime_info.h"
 #include "core/ops.h"
 #include "core/ops_train.h"
 
@@ -34,6 +35,7 @@ MhaConfig mha_config(const ClassifierConfig& c) {
   m.attention = c.attention;
   m.attention_dropout = c.attention_dropout;
   m.context = c.context;
+  m.device = c.device;
   m.shape = {c.batch * (c.pairs ? 2 : 1), c.heads, c.max_len + (c.pooling == Pooling::cls ? 1 : 0),
              c.head_dim};
   return m;
@@ -50,6 +52,11 @@ Classifier::Classifier(const ClassifierConfig& c)
   LRA_CHECK(c.vocab > 0 && c.num_classes > 1 && c.max_len > 0 && c.dim > 0 && c.layers >= 0,
             "{}: invalid model sizes (vocab {}, classes {}, max_len {}, dim {}, layers {})",
             c.context, c.vocab, c.num_classes, c.max_len, c.dim, c.layers);
+  if (c.device == core::Device::cuda) {
+    std::string why = core::cuda_unavailable_reason();
+    LRA_CHECK(why.empty(), "{}: train.device is cuda, but this lra cannot use a GPU: {}",
+              c.context, why);
+  }
   init_normal(tokens_.value, c.init_seed, tokens_.name, 0.02);
   params_.push_back(&tokens_);
   if (c.learned_positions) {
@@ -74,6 +81,17 @@ Classifier::Classifier(const ClassifierConfig& c)
   final_ln_.collect(params_);
   head1_.collect(params_);
   head2_.collect(params_);
+  if (c.device != core::Device::cpu) {
+    // Parameters are initialised on the host (the same values as a CPU run, bit for bit)
+    // and copied to the device once; backends create theirs on the device already.
+    for (Parameter* p : params_) {
+      if (p->value.device() == c.device) continue;
+      p->value = p->value.to(c.device);
+      p->grad = Tensor::zeros(p->value.shape(), p->value.dtype(), c.device);
+    }
+    if (positions_.value.device() != c.device)  // the sinusoidal table (not a parameter)
+      positions_.value = positions_.value.to(c.device);
+  }
 }
 
 std::vector<attention::Attention*> Classifier::backends() {
@@ -104,12 +122,17 @@ Tensor Classifier::forward(const std::vector<int32_t>& ids, const Tensor& key_ma
   // Both documents of a pair run through the encoder as one batch of 2B sequences.
   int64_t rows = c.pairs ? 2 * batch : batch;
   ids_ = ids;
-  Tensor mask = key_mask;
+  // The masks are assembled on the host and copied to the device once (ids go with the
+  // embedding op); a mask already on the device is brought back first.
+  auto on_host = [](const Tensor& t) {
+    return t.device() == core::Device::cpu ? t : t.to(core::Device::cpu);
+  };
+  Tensor mask = on_host(key_mask);
   if (c.pairs) {
     ids_.insert(ids_.end(), ids2.begin(), ids2.end());
     mask = Tensor::empty(Shape{rows, seq}, key_mask.dtype());
-    mask.slice(0, batch).copy_from(key_mask);
-    mask.slice(batch, rows).copy_from(mask2);
+    mask.slice(0, batch).copy_from(on_host(key_mask));
+    mask.slice(batch, rows).copy_from(on_host(mask2));
   }
   Tensor x = core::embedding(tokens_.value, ids_).reshape(Shape{rows, seq, c.dim});
   core::add_positions(x, positions_.value);
@@ -132,6 +155,13 @@ Tensor Classifier::forward(const std::vector<int32_t>& ids, const Tensor& key_ma
       head.fill(1.0);
       pool_mask_.slice(r, r + 1).reshape(Shape{aseq}).slice(0, 1).fill(1.0);
     }
+  }
+  if (c.device != core::Device::cpu && attn_mask_.defined()) {
+    // Queued without waiting for the device (no host sync in the step).
+    Tensor dev = core::to_device_async(attn_mask_, c.device);
+    if (pool_mask_.defined())
+      pool_mask_ = c.pooling == Pooling::mean ? dev : core::to_device_async(pool_mask_, c.device);
+    attn_mask_ = dev;
   }
   batch_ = batch;
   seq_ = seq;
@@ -159,7 +189,7 @@ void Classifier::backward(const Tensor& d_logits) {
   if (c.pairs) {
     auto g = core::pair_features_backward(pooled_.slice(0, batch_), pooled_.slice(batch_, rows_),
                                           d_feat);
-    d_pooled = Tensor::empty(Shape{rows_, c.dim}, d_feat.dtype());
+    d_pooled = Tensor::empty(Shape{rows_, c.dim}, d_feat.dtype(), d_feat.device());
     d_pooled.slice(0, batch_).copy_from(g.du);
     d_pooled.slice(batch_, rows_).copy_from(g.dv);
     pooled_ = Tensor();

@@ -28,6 +28,9 @@ struct ClassifierConfig {
   YAML::Node attention;
   std::string context = "config";  // names the config file in errors
   DType dtype = DType::f32;
+  // Parameters, activations and the backends' tensors live here; ids and labels come
+  // from the host and are copied to the device by the ops that take them.
+  core::Device device = core::Device::cpu;
   uint64_t init_seed = 0;
 };
 

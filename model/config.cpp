@@ -200,6 +200,7 @@ Settings parse_settings(const YAML::Node& config, const std::string& context) {
     o.beta2 = t.get_double("beta2", 0.999, 0.0, 0.999999999);
     o.eps = t.get_double("eps", 1e-6, 0.0, 1.0);
     o.dtype = t.get_choice("dtype", "f32", {"f32", "f64"});
+    o.device = t.get_choice("device", "cpu", {"cpu", "cuda"});
     o.test = t.get_bool("test", true);
     t.finish();
   }
@@ -259,6 +260,7 @@ YAML::Node settings_to_yaml(const Settings& s) {
   t["data_seed"] = o.data_seed;
   t["dropout_seed"] = o.dropout_seed;
   t["dtype"] = o.dtype;
+  t["device"] = o.device;
   t["test"] = o.test;
   t["stop_at"] = o.stop_at;
   t["log_every"] = o.log_every;
@@ -272,8 +274,12 @@ uint64_t config_hash(const Settings& settings) {
   copy.train.stop_at = 0;
   copy.train.threads = 0;
   copy.train.log_every = 0;
+  YAML::Node node = settings_to_yaml(copy);
+  // train.device: cpu is left out, so runs from before the key existed keep their hash
+  // (a CPU checkpoint still resumes); cuda changes the numerics and so the hash.
+  if (copy.train.device == "cpu") node["train"].remove("device");
   YAML::Emitter e;
-  e << YAML::Flow << settings_to_yaml(copy);
+  e << YAML::Flow << node;
   return hash_name(e.c_str());
 }
 
@@ -298,6 +304,7 @@ ClassifierConfig classifier_config(const Settings& s, int64_t vocab, int64_t num
   c.attention = s.attention;
   c.context = s.context;
   c.dtype = core::parse_dtype(s.train.dtype);
+  c.device = core::parse_device(s.train.device);
   c.init_seed = derived_seed(-1, s.train.seed, 0x696e6974ull);
   return c;
 }

@@ -30,6 +30,7 @@ struct TrainSettings {
   int64_t seed = 0, data_seed = -1, dropout_seed = -1;
   double lr = 1e-4, weight_decay = 0, clip_norm = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
   std::string dtype = "f32";
+  std::string device = "cpu";  // where parameters, optimizer state and activations live
   bool test = true;
 };
 

@@ -83,7 +83,8 @@ Tensor Dropout::forward(const Tensor& x, const RunState& state) {
   uint64_t stream = (static_cast<uint64_t>(state.step) << 20) |
                     (static_cast<uint64_t>(layer_ & 0xfff) << 8) |
                     static_cast<uint64_t>(site_ & 0xff);
-  mask_ = core::dropout_keep_mask(x.shape(), p_, state.dropout_seed, stream, x.dtype());
+  mask_ = core::dropout_keep_mask(x.shape(), p_, state.dropout_seed, stream, x.dtype(),
+                                    x.device());
   return core::mul(x, mask_);
 }
 
@@ -103,6 +104,7 @@ attention::AttentionOptions attention_options(const std::string& name, const Mha
   options.dropout = config.attention_dropout;
   options.name_prefix = name + ".";
   options.dtype = dtype;
+  options.device = config.device;
   return options;
 }
 }  // namespace

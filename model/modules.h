@@ -88,6 +88,7 @@ struct MhaConfig {
   attention::AttnShape shape;  // longest sequence and batch the backend will see
   double attention_dropout = 0;
   std::string context = "attention";
+  core::Device device = core::Device::cpu;  // where the backend creates its tensors
 };
 
 class MultiHeadAttention {

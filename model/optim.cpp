@@ -34,7 +34,26 @@ AdamW::AdamW(std::vector<core::Parameter*> params, AdamWConfig config)
   }
 }
 
-double AdamW::update(double lr, int64_t step) {
+void AdamW::update(double lr, int64_t step) {
+  last_step_ = step;
+  if (!params_.empty() && params_.front()->value.device() != core::Device::cpu) {
+    // Norm, clip factor and update on the device: no host sync.
+    std::vector<const core::Tensor*> grads;
+    for (core::Parameter* p : params_) grads.push_back(&p->grad);
+    norm_scale_ = core::global_norm_scale(grads, config_.clip_norm);
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      core::Parameter* p = params_[i];
+      core::AdamWParams ap;
+      ap.lr = lr;
+      ap.beta1 = config_.beta1;
+      ap.beta2 = config_.beta2;
+      ap.eps = config_.eps;
+      ap.weight_decay = p->decay ? config_.weight_decay : 0.0;
+      ap.step = step;
+      core::adamw_update(p->value, p->grad, m_[i], v_[i], ap, norm_scale_);
+    }
+    return;
+  }
   double sq = 0;
   for (core::Parameter* p : params_) sq += core::sum_squares(p->grad);
   double norm = std::sqrt(sq);
@@ -53,6 +72,13 @@ double AdamW::update(double lr, int64_t step) {
     ap.step = step;
     core::adamw_update(p->value, p->grad, m_[i], v_[i], ap);
   }
+  last_norm_ = norm;
+}
+
+double AdamW::last_grad_norm() const {
+  if (!norm_scale_.defined()) return last_norm_;
+  double norm = norm_scale_.to_vector()[0];
+  LRA_CHECK(std::isfinite(norm), "AdamW: gradient norm is {} at step {}", norm, last_step_);
   return norm;
 }
 

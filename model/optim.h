@@ -27,9 +27,14 @@ struct AdamWConfig {
 class AdamW {
  public:
   AdamW(std::vector<core::Parameter*> params, AdamWConfig config);
-  // Clips, updates every parameter with learning rate lr at 1-based step `step`, and
-  // returns the global gradient norm before clipping. Gradients are left as they are.
-  double update(double lr, int64_t step);
+  // Clips, updates every parameter with learning rate lr at 1-based step `step`.
+  // Gradients are left as they are. On the CPU a non-finite gradient norm is an error
+  // here; on CUDA everything (norm, clipping, update) stays on the device with no host
+  // sync, and the norm is checked when last_grad_norm() reads it.
+  void update(double lr, int64_t step);
+  // The global gradient norm (before clipping) of the last update; on CUDA this reads it
+  // back (a device sync). Throws lra::Error when it is not finite.
+  double last_grad_norm() const;
   void zero_grad();
   // First and second moments, in parameter order (checkpointed).
   std::vector<core::Tensor>& first_moments() { return m_; }
@@ -40,6 +45,9 @@ class AdamW {
   std::vector<core::Parameter*> params_;
   AdamWConfig config_;
   std::vector<core::Tensor> m_, v_;
+  double last_norm_ = 0;
+  int64_t last_step_ = 0;
+  core::Tensor norm_scale_;  // CUDA: [norm, scale] of the last update, on the device
 };
 
 }  // namespace lra::model

@@ -15,6 +15,8 @@
 
 #include "core/allocator.h"
 #include "core/csv.h"
+#include "core/cuda_runtime_info.h"
+#include "core/ops.h"
 #include "core/ops_train.h"
 #include "core/parallel.h"
 #include "core/version.h"
@@ -114,6 +116,12 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
             "{}: the train split has {} examples, fewer than train.batch = {}", s.context,
             train_data.size(), s.train.batch);
   if (s.train.threads > 0) core::set_num_threads(static_cast<int>(s.train.threads));
+  const core::Device device = core::parse_device(s.train.device);
+  if (device == core::Device::cuda) {
+    std::string why = core::cuda_unavailable_reason();
+    LRA_CHECK(why.empty(), "{}: train.device is cuda, but this lra cannot use a GPU: {}",
+              s.context, why);
+  }
   keep_freed_memory();
 
   ClassifierConfig cc =
@@ -164,7 +172,7 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
   }
   core::CsvWriter metrics(
       metrics_path, {"step", "split", "loss", "accuracy", "lr", "tokens_per_s", "peak_bytes"});
-  auto& alloc = core::allocator_for(core::Device::cpu);
+  auto& alloc = core::allocator_for(device);  // peak bytes of the device that trains
   alloc.reset_peak();
 
   const int64_t stop = s.train.stop_at > 0 ? s.train.stop_at : s.train.steps;
@@ -181,7 +189,22 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
   double last_lr = learning_rate(schedule, std::max<int64_t>(st.step, 1));
 
   auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - t_start).count(); };
+  // On a device the step's loss and hits stay there (summed into device_stats) and come
+  // back at log / evaluation steps only: no host sync inside a training step.
+  Tensor device_stats;
+  int64_t stats_from = st.step + 1;
+  auto flush_stats = [&] {
+    if (!device_stats.defined()) return;
+    std::vector<double> v = device_stats.to_vector();
+    device_stats = Tensor();
+    LRA_CHECK(std::isfinite(v[0]), "{}: training loss is {} in steps {}..{}", s.context, v[0],
+              stats_from, st.step);
+    interval.loss_sum += v[0];
+    interval.correct += static_cast<int64_t>(v[1]);
+    stats_from = st.step + 1;
+  };
   auto save = [&](const std::string& path) {
+    flush_stats();
     st.wall_seconds = wall_before + elapsed();
     st.interval_loss_sum = interval.loss_sum;
     st.interval_correct = interval.correct;
@@ -206,24 +229,40 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
     RunState state{true, dropout_seed, step};
     optimizer.zero_grad();
     Tensor logits = model.forward(b.ids, b.mask, b.ids2, b.mask2, b.batch, b.seq, state);
-    auto ce = core::cross_entropy(logits, b.labels);
-    LRA_CHECK(std::isfinite(ce.loss), "{}: training loss is {} at step {}", s.context, ce.loss,
-              step);
-    model.backward(core::cross_entropy_backward(ce.probs, b.labels));
+    if (device == core::Device::cpu) {
+      auto ce = core::cross_entropy(logits, b.labels);
+      LRA_CHECK(std::isfinite(ce.loss), "{}: training loss is {} at step {}", s.context, ce.loss,
+                step);
+      model.backward(core::cross_entropy_backward(ce.probs, b.labels));
+      interval.loss_sum += ce.loss * static_cast<double>(b.batch);
+      interval.correct += ce.correct;
+    } else {
+      auto ce = core::cross_entropy_stats(logits, b.labels);
+      model.backward(core::cross_entropy_backward(ce.probs, b.labels));
+      if (device_stats.defined())
+        core::add_into(device_stats, ce.stats);
+      else
+        device_stats = ce.stats;
+    }
     last_lr = learning_rate(schedule, step);
     optimizer.update(last_lr, step);
     st.step = step;
+    const bool log_now = step % s.train.log_every == 0 || step == stop;
+    const bool eval_now = step % s.train.eval_every == 0 || step == s.train.steps;
+    if (device != core::Device::cpu && (log_now || eval_now)) {
+      // The step's device work ends inside the timed region; the norm and loss are checked.
+      optimizer.last_grad_norm();
+      flush_stats();
+    }
     const double step_seconds = std::chrono::duration<double>(clock::now() - step_start).count();
     train_seconds += step_seconds;
     interval_seconds += step_seconds;
-    interval.loss_sum += ce.loss * static_cast<double>(b.batch);
-    interval.correct += ce.correct;
     interval.examples += b.batch;
     interval_tokens += tokens_per_step;
     tokens_this_run += tokens_per_step;
     ++steps_this_run;
 
-    if (step % s.train.log_every == 0 || step == stop) {
+    if (log_now) {
       double t = elapsed();
       double rate = static_cast<double>(tokens_this_run) / std::max(train_seconds, 1e-9);
       double eta = t / static_cast<double>(steps_this_run) * static_cast<double>(stop - step);
@@ -236,7 +275,7 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
                    last_lr, rate, format_duration(eta).c_str(), tty ? "   " : "\n");
     }
 
-    if (step % s.train.eval_every == 0 || step == s.train.steps) {
+    if (eval_now) {
       double rate = static_cast<double>(interval_tokens) / std::max(interval_seconds, 1e-9);
       std::string peak = std::to_string(alloc.peak_bytes());
       metrics.write_row(
@@ -314,7 +353,7 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
           for (auto* p : model.parameters()) n += p->value.numel();
           return n;
         }()));
-  field("device", json_string("cpu"));
+  field("device", json_string(s.train.device));
   field("dtype", json_string(s.train.dtype));
   field("threads", std::to_string(core::num_threads()));
   field("seed", std::to_string(s.train.seed));

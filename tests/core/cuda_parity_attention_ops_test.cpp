@@ -1,0 +1,190 @@
+// CPU <-> CUDA parity of every op of core/ops_attention.h, forward and backward, f64 and
+// f32, with padding in the masks, sizes above one thread block and outputs poisoned
+// before each GPU run. Skips (visibly) without a device.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/cuda_runtime_info.h"
+#include "core/error.h"
+#include "core/ops_attention.h"
+#include "core/rng.h"
+
+namespace lra::core {
+namespace {
+
+class CudaAttnOps : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
+  }
+  DType dtype() const { return GetParam(); }
+  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
+
+  Tensor randn(const Shape& shape, double scale = 1.0) {
+    Tensor t = Tensor::empty(shape, dtype());
+    fill_normal(t, seed_++, 0, 0.0, scale);
+    return t;
+  }
+  // [batch, seq] mask: batch b keeps its first seq - 3 b positions; the last batch row is
+  // all padding when `empty_last`.
+  Tensor padded_mask(int64_t batch, int64_t seq, bool empty_last) {
+    std::vector<double> v(static_cast<std::size_t>(batch * seq), 0.0);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t n = 0; n < seq; ++n)
+        if (!(empty_last && b == batch - 1) && n < seq - 3 * b) v[static_cast<std::size_t>(b * seq + n)] = 1;
+    return Tensor::from_values(Shape{batch, seq}, v, dtype());
+  }
+  static Tensor gpu(const Tensor& t) { return t.to(Device::cuda); }
+  // Hands the next same-sized device allocation a NaN-filled block (the caching
+  // allocator reuses sizes), so a kernel that skips elements is caught.
+  void poison(const Shape& shape) {
+    Tensor junk = Tensor::empty(shape, dtype(), Device::cuda);
+    junk.fill(std::numeric_limits<double>::quiet_NaN());
+  }
+  void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
+    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
+    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
+    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
+    double scale = 1e-30, err = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
+      scale = std::max(scale, std::abs(c[i]));
+      err = std::max(err, std::abs(g[i] - c[i]));
+    }
+    EXPECT_LE(err / scale, tol()) << what;
+  }
+  // Selections and copies must give the CPU's values exactly.
+  void expect_equal(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
+    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
+    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
+    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
+    for (std::size_t i = 0; i < c.size(); ++i)
+      ASSERT_EQ(std::memcmp(&g[i], &c[i], sizeof(double)), 0)
+          << what << " element " << i << ": " << g[i] << " vs " << c[i];
+  }
+  uint64_t seed_ = 101;
+};
+
+TEST_P(CudaAttnOps, FeatureMapsForwardBackward) {
+  Tensor x = randn(Shape{3, 7, 131}, 2.0);  // 2751 elements: several blocks
+  std::vector<double> xv = x.to_vector();
+  for (std::size_t i = 0; i < xv.size(); i += 17) xv[i] = 0.0;  // exact zeros for 1/x
+  x = Tensor::from_values(x.shape(), xv, dtype());
+  Tensor dy = randn(x.shape());
+
+  Tensor y = elu_plus_one(x);
+  poison(x.shape());
+  expect_close(elu_plus_one(gpu(x)), y, "elu_plus_one");
+  poison(x.shape());
+  expect_close(elu_plus_one_backward(gpu(x), gpu(dy)), elu_plus_one_backward(x, dy),
+               "elu_plus_one_backward");
+
+  Tensor e = exp(x);
+  poison(x.shape());
+  Tensor ge = exp(gpu(x));
+  expect_close(ge, e, "exp");
+  poison(x.shape());
+  expect_close(exp_backward(ge, gpu(dy)), exp_backward(e, dy), "exp_backward");
+
+  Tensor r = reciprocal_or_zero(x);
+  poison(x.shape());
+  Tensor gr = reciprocal_or_zero(gpu(x));
+  expect_equal(gr, r, "reciprocal_or_zero");  // one correctly rounded division
+  poison(x.shape());
+  expect_close(reciprocal_or_zero_backward(gr, gpu(dy)), reciprocal_or_zero_backward(r, dy),
+               "reciprocal_or_zero_backward");
+}
+
+TEST_P(CudaAttnOps, MaskSeqRank3And4WithNanPadding) {
+  for (int rank : {3, 4}) {
+    Shape shape = rank == 4 ? Shape{3, 2, 41, 19} : Shape{3, 41, 19};
+    Tensor x = randn(shape);
+    Tensor mask = padded_mask(3, 41, true);
+    // NaN in padded rows must not leak (the op selects, it does not multiply).
+    std::vector<double> xv = x.to_vector(), mv = mask.to_vector();
+    int64_t heads = rank == 4 ? 2 : 1;
+    for (int64_t r = 0; r < 3 * heads * 41; ++r) {
+      int64_t b = r / (heads * 41), n = r % 41;
+      if (mv[static_cast<std::size_t>(b * 41 + n)] == 0)
+        xv[static_cast<std::size_t>(r * 19)] = std::numeric_limits<double>::quiet_NaN();
+    }
+    x = Tensor::from_values(shape, xv, dtype());
+    Tensor y = mask_seq(x, mask);
+    poison(shape);
+    expect_equal(mask_seq(gpu(x), gpu(mask)), y, "mask_seq");
+  }
+}
+
+TEST_P(CudaAttnOps, SetRowsIdentity) {
+  for (int rank : {3, 4}) {
+    Shape shape = rank == 4 ? Shape{3, 2, 23, 23} : Shape{3, 23, 23};
+    Tensor a = randn(shape);
+    Tensor mask = padded_mask(3, 23, false);
+    Tensor y = set_rows_identity(a, mask);
+    poison(shape);
+    expect_equal(set_rows_identity(gpu(a), gpu(mask)), y, "set_rows_identity");
+  }
+}
+
+TEST_P(CudaAttnOps, PinvInitForwardBackward) {
+  // m = 37 (odd, below one block) and m = 300 (above 256 threads), plus a zero matrix.
+  for (int64_t m : {37, 300}) {
+    Tensor a = randn(Shape{2, 3, m, m});
+    std::vector<double> av = a.to_vector();
+    std::fill(av.begin() + 4 * m * m, av.begin() + 5 * m * m, 0.0);  // matrix 4 is zero
+    a = Tensor::from_values(a.shape(), av, dtype());
+    Tensor z = pinv_init(a);
+    poison(a.shape());
+    expect_close(pinv_init(gpu(a)), z, "pinv_init");
+    Tensor dz = randn(a.shape());
+    Tensor da = pinv_init_backward(a, dz);
+    poison(a.shape());
+    expect_close(pinv_init_backward(gpu(a), gpu(dz)), da, "pinv_init_backward");
+  }
+  Tensor a3 = randn(Shape{5, 17, 17});  // rank 3
+  poison(a3.shape());
+  expect_close(pinv_init(gpu(a3)), pinv_init(a3), "pinv_init rank 3");
+}
+
+TEST_P(CudaAttnOps, Crop2dForwardBackward) {
+  Tensor x = randn(Shape{67, 300});
+  Tensor y = crop2d(x, 45, 211);
+  poison(y.shape());
+  expect_equal(crop2d(gpu(x), 45, 211), y, "crop2d");
+  Tensor dy = randn(Shape{45, 211});
+  Tensor dx = randn(Shape{67, 300});
+  Tensor gdx = gpu(dx);
+  crop2d_backward_add(dx, dy);
+  crop2d_backward_add(gdx, gpu(dy));
+  expect_equal(gdx, dx, "crop2d_backward_add");
+}
+
+TEST_P(CudaAttnOps, DropoutMaskSameBitsAsCpu) {
+  for (double p : {0.0, 0.1, 0.5}) {
+    Shape shape{7, 3, 101};  // not a multiple of 4 or of the block size
+    Tensor cpu_mask = dropout_mask(shape, p, 77, 12345, dtype());
+    poison(shape);
+    Tensor gpu_mask = dropout_mask(shape, p, 77, 12345, dtype(), Device::cuda);
+    expect_equal(gpu_mask, cpu_mask, "dropout_mask");
+  }
+}
+
+TEST_P(CudaAttnOps, MixedDevicesAreRejected) {
+  Tensor x = randn(Shape{2, 5, 3});
+  Tensor mask = padded_mask(2, 5, false);
+  EXPECT_THROW(mask_seq(gpu(x), mask), Error);
+  Tensor dy = randn(x.shape());
+  EXPECT_THROW(exp_backward(gpu(x), dy), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaAttnOps, ::testing::Values(DType::f64, DType::f32),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace lra::core

@@ -1,0 +1,299 @@
+// CPU <-> CUDA parity of every op of core/ops_train.h, f64 and f32: random inputs drawn
+// fresh, padding (and fully padded rows) in the masks, sizes above one thread block,
+// outputs poisoned before each GPU run. Copies, selections and the position / CLS
+// scatter-adds match the CPU bit for bit (same order of adds); embedding_backward and
+// the reductions must give the same bits on every run.
+// Skips (visibly) without a device.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "core/cuda_runtime_info.h"
+#include "core/error.h"
+#include "core/ops_train.h"
+#include "core/rng.h"
+
+namespace lra::core {
+namespace {
+
+class CudaTrainOps : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
+  }
+  DType dtype() const { return GetParam(); }
+  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
+
+  Tensor randn(const Shape& shape, double scale = 1.0) {
+    Tensor t = Tensor::empty(shape, dtype());
+    fill_normal(t, seed_++, 0, 0.0, scale);
+    return t;
+  }
+  std::vector<int32_t> random_ints(int64_t n, int32_t below) {
+    Rng rng(seed_++);
+    std::vector<int32_t> out(static_cast<std::size_t>(n));
+    for (auto& v : out) v = std::min(below - 1, static_cast<int32_t>(rng.uniform_scalar() * below));
+    return out;
+  }
+  // batch b keeps its first seq - 5 b positions; the last row is all padding.
+  Tensor padded_mask(int64_t batch, int64_t seq) {
+    std::vector<double> v(static_cast<std::size_t>(batch * seq), 0.0);
+    for (int64_t b = 0; b + 1 < batch; ++b)
+      for (int64_t n = 0; n < seq - 5 * b; ++n) v[static_cast<std::size_t>(b * seq + n)] = 1;
+    return Tensor::from_values(Shape{batch, seq}, v, dtype());
+  }
+  static Tensor gpu(const Tensor& t) { return t.to(Device::cuda); }
+  void poison(const Shape& shape, DType dt) {
+    Tensor junk = Tensor::empty(shape, dt, Device::cuda);
+    junk.fill(std::numeric_limits<double>::quiet_NaN());
+  }
+  void poison(const Shape& shape) { poison(shape, dtype()); }
+  void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
+    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
+    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
+    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
+    double scale = 1e-30, err = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
+      scale = std::max(scale, std::abs(c[i]));
+      err = std::max(err, std::abs(g[i] - c[i]));
+    }
+    EXPECT_LE(err / scale, tol()) << what;
+  }
+  void expect_equal(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
+    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
+    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
+    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
+    for (std::size_t i = 0; i < c.size(); ++i)
+      ASSERT_EQ(std::memcmp(&g[i], &c[i], sizeof(double)), 0)
+          << what << " element " << i << ": " << g[i] << " vs " << c[i];
+  }
+  uint64_t seed_ = 202;
+};
+
+TEST_P(CudaTrainOps, AddBiasInplace) {
+  Tensor x = randn(Shape{5, 61, 37}), bias = randn(Shape{37});
+  Tensor gx = gpu(x);
+  add_bias_inplace(x, bias);
+  add_bias_inplace(gx, gpu(bias));
+  expect_equal(gx, x, "add_bias_inplace");
+}
+
+TEST_P(CudaTrainOps, EmbeddingGatherAndDeterministicScatter) {
+  // 1500 rows over a vocabulary of 13: every id repeats ~115 times; some ids unused.
+  std::vector<int32_t> ids = random_ints(1500, 11);
+  Tensor table = randn(Shape{13, 70});
+  Tensor y = embedding(table, ids);
+  poison(y.shape());
+  expect_equal(embedding(gpu(table), ids), y, "embedding");
+
+  Tensor dy = randn(Shape{1500, 70});
+  Tensor dtable = randn(Shape{13, 70});  // accumulates into existing values
+  Tensor g1 = gpu(dtable), g2 = gpu(dtable);
+  embedding_backward(ids, dy, dtable);
+  embedding_backward(ids, gpu(dy), g1);
+  embedding_backward(ids, gpu(dy), g2);
+  expect_close(g1, dtable, "embedding_backward");
+  expect_equal(g1, g2.to(Device::cpu), "embedding_backward run to run (no atomics)");
+}
+
+TEST_P(CudaTrainOps, AddPositionsForwardBackward) {
+  Tensor x = randn(Shape{6, 45, 33}), pos = randn(Shape{50, 33});
+  Tensor gx = gpu(x);
+  add_positions(x, pos);
+  add_positions(gx, gpu(pos));
+  expect_equal(gx, x, "add_positions");
+  Tensor dy = randn(Shape{6, 45, 33}), dpos = randn(Shape{50, 33});
+  Tensor gdpos = gpu(dpos);
+  add_positions_backward(dy, dpos);
+  add_positions_backward(gpu(dy), gdpos);
+  expect_equal(gdpos, dpos, "add_positions_backward (rows past N untouched)");
+}
+
+TEST_P(CudaTrainOps, PrependRowForwardBackward) {
+  Tensor x = randn(Shape{4, 70, 29}), cls = randn(Shape{29});
+  Tensor y = prepend_row(x, cls);
+  poison(y.shape());
+  expect_equal(prepend_row(gpu(x), gpu(cls)), y, "prepend_row");
+  Tensor dy = randn(y.shape());
+  PrependRowGrads g = prepend_row_backward(dy);
+  poison(g.dx.shape());
+  poison(g.dcls.shape());
+  PrependRowGrads gg = prepend_row_backward(gpu(dy));
+  expect_equal(gg.dx, g.dx, "prepend_row_backward dx");
+  expect_equal(gg.dcls, g.dcls, "prepend_row_backward dcls");
+}
+
+TEST_P(CudaTrainOps, MaskedMeanWithPaddingAndWithoutMask) {
+  Tensor x = randn(Shape{5, 300, 45});  // two column tiles of 32, the second partial
+  Tensor mask = padded_mask(5, 300);  // the last row pools to 0
+  for (bool use_mask : {true, false}) {
+    Tensor m = use_mask ? mask : Tensor();
+    Tensor gm = use_mask ? gpu(mask) : Tensor();
+    Tensor y = masked_mean(x, m);
+    poison(y.shape());
+    expect_close(masked_mean(gpu(x), gm), y, "masked_mean");
+    Tensor dy = randn(y.shape());
+    Tensor dx = masked_mean_backward(dy, m, x.shape());
+    poison(x.shape());
+    expect_close(masked_mean_backward(gpu(dy), gm, x.shape()), dx, "masked_mean_backward");
+  }
+}
+
+TEST_P(CudaTrainOps, PairFeaturesOnSlices) {
+  Tensor both = randn(Shape{2 * 67, 23});
+  Tensor u = both.slice(0, 67), v = both.slice(67, 134);
+  Tensor gboth = gpu(both);
+  Tensor gu = gboth.slice(0, 67), gv = gboth.slice(67, 134);
+  Tensor y = pair_features(u, v);
+  poison(y.shape());
+  expect_equal(pair_features(gu, gv), y, "pair_features");
+  Tensor dy = randn(y.shape());
+  PairFeatureGrads g = pair_features_backward(u, v, dy);
+  poison(u.shape());
+  poison(u.shape());
+  PairFeatureGrads gg = pair_features_backward(gu, gv, gpu(dy));
+  expect_close(gg.du, g.du, "pair_features_backward du");
+  expect_close(gg.dv, g.dv, "pair_features_backward dv");
+}
+
+TEST_P(CudaTrainOps, DropoutKeepMaskSameBits) {
+  for (double p : {0.0, 0.1, 0.45}) {
+    Shape shape{3, 7, 103};  // 2163: not a multiple of 4
+    Tensor c = dropout_keep_mask(shape, p, 0x1234567890ull, (uint64_t(9) << 20) | 5, dtype());
+    poison(shape);
+    Tensor g = dropout_keep_mask(shape, p, 0x1234567890ull, (uint64_t(9) << 20) | 5, dtype(),
+                                 Device::cuda);
+    expect_equal(g, c, "dropout_keep_mask");
+  }
+}
+
+TEST_P(CudaTrainOps, CrossEntropyForwardBackward) {
+  Tensor logits = randn(Shape{300, 10}, 3.0);
+  std::vector<int32_t> labels = random_ints(300, 10);
+  CrossEntropyResult r = cross_entropy(logits, labels);
+  poison(logits.shape());
+  CrossEntropyResult gr = cross_entropy(gpu(logits), labels);
+  EXPECT_NEAR(gr.loss, r.loss, tol() * std::max(1.0, std::abs(r.loss)));
+  EXPECT_EQ(gr.correct, r.correct);
+  expect_close(gr.probs, r.probs, "cross_entropy probs");
+  Tensor d = cross_entropy_backward(r.probs, labels);
+  poison(logits.shape());
+  expect_close(cross_entropy_backward(gr.probs, labels), d, "cross_entropy_backward");
+  // The sync-free form: the sums stay on the device.
+  poison(logits.shape());
+  poison(Shape{2}, DType::f64);
+  CrossEntropyStats st = cross_entropy_stats(gpu(logits), labels);
+  ASSERT_EQ(st.stats.device(), Device::cuda);
+  std::vector<double> v = st.stats.to_vector();
+  EXPECT_NEAR(v[0], r.loss * 300, tol() * 300 * std::max(1.0, std::abs(r.loss)));
+  EXPECT_EQ(v[1], static_cast<double>(r.correct));
+  expect_close(st.probs, r.probs, "cross_entropy_stats probs");
+}
+
+TEST_P(CudaTrainOps, ToDeviceAsyncCopiesViews) {
+  Tensor x = randn(Shape{40, 33});
+  Tensor view = x.slice(7, 30);  // an offset view
+  poison(view.shape());
+  Tensor g = to_device_async(view, Device::cuda);
+  expect_equal(g, view, "to_device_async");
+  Tensor back = to_device_async(g, Device::cpu);
+  EXPECT_EQ(back.device(), Device::cpu);
+  EXPECT_EQ(back.to_vector(), view.to_vector());
+}
+
+TEST_P(CudaTrainOps, SumSquaresAndGlobalNormDeterministic) {
+  Tensor a = randn(Shape{70000}), b = randn(Shape{3, 5}), c = randn(Shape{257, 129});
+  Tensor ga = gpu(a), gb = gpu(b), gc = gpu(c);
+  double s = sum_squares(a), gs1 = sum_squares(ga), gs2 = sum_squares(ga);
+  EXPECT_NEAR(gs1, s, 1e-12 * s);  // both accumulate in double
+  EXPECT_EQ(std::memcmp(&gs1, &gs2, sizeof(double)), 0) << "sum_squares run to run";
+  for (double clip : {0.0, 1.0, 1e9}) {
+    std::vector<double> want = global_norm_scale({&a, &b, &c}, clip).to_vector();
+    Tensor got = global_norm_scale({&ga, &gb, &gc}, clip);
+    ASSERT_EQ(got.device(), Device::cuda);
+    std::vector<double> g = got.to_vector();
+    double norm = std::sqrt(s + sum_squares(b) + sum_squares(c));
+    EXPECT_NEAR(want[0], norm, 1e-12 * norm);
+    EXPECT_NEAR(g[0], norm, 1e-12 * norm);
+    EXPECT_NEAR(g[1], clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1.0, 1e-12);
+  }
+}
+
+TEST_P(CudaTrainOps, AdamWStepsMatchCpu) {
+  Tensor w = randn(Shape{513, 7}), m = Tensor::zeros(w.shape(), dtype()),
+         v = Tensor::zeros(w.shape(), dtype());
+  Tensor gw = gpu(w), gm = gpu(m), gv = gpu(v);
+  for (int64_t step = 1; step <= 4; ++step) {
+    Tensor grad = randn(w.shape());
+    Tensor ggrad = gpu(grad);
+    AdamWParams p;
+    p.lr = 1e-2;
+    p.weight_decay = 0.1;
+    p.step = step;
+    if (step % 2 == 1) {
+      p.grad_scale = 0.7;
+      adamw_update(w, grad, m, v, p);
+      adamw_update(gw, ggrad, gm, gv, p);
+    } else {  // scale from the device (clipping without a host sync)
+      Tensor cpu_scale = global_norm_scale({&grad}, 1.0);
+      Tensor gpu_scale = global_norm_scale({&ggrad}, 1.0);
+      adamw_update(w, grad, m, v, p, cpu_scale);
+      adamw_update(gw, ggrad, gm, gv, p, gpu_scale);
+    }
+  }
+  expect_close(gw, w, "adamw w");
+  expect_close(gm, m, "adamw m");
+  expect_close(gv, v, "adamw v");
+}
+
+TEST_P(CudaTrainOps, MixedDevicesAreRejected) {
+  Tensor x = randn(Shape{2, 4, 3}), pos = randn(Shape{4, 3});
+  Tensor gx = gpu(x);
+  EXPECT_THROW(add_positions(gx, pos), Error);
+  EXPECT_THROW(masked_mean(gx, padded_mask(2, 4)), Error);
+}
+
+// Runs everywhere: the CPU form of cross_entropy_stats agrees with cross_entropy.
+TEST(TrainOpsStats, CpuStatsMatchCrossEntropy) {
+  Tensor logits = Tensor::empty(Shape{37, 5}, DType::f64);
+  fill_normal(logits, 3, 0, 0.0, 2.0);
+  std::vector<int32_t> labels;
+  for (int i = 0; i < 37; ++i) labels.push_back((i * 7) % 5);
+  CrossEntropyResult r = cross_entropy(logits, labels);
+  CrossEntropyStats st = cross_entropy_stats(logits, labels);
+  std::vector<double> v = st.stats.to_vector();
+  // Independent reference: the loss of each row from its log-sum-exp.
+  double total = 0;
+  int hits = 0;
+  for (int64_t i = 0; i < 37; ++i) {
+    double mx = -1e300, z = 0;
+    int64_t arg = 0;
+    for (int64_t j = 0; j < 5; ++j) {
+      double x = logits.at({i, j});
+      if (x > mx) {
+        mx = x;
+        arg = j;
+      }
+    }
+    for (int64_t j = 0; j < 5; ++j) z += std::exp(logits.at({i, j}) - mx);
+    total += mx + std::log(z) - logits.at({i, labels[static_cast<std::size_t>(i)]});
+    hits += arg == labels[static_cast<std::size_t>(i)];
+  }
+  EXPECT_NEAR(v[0], total, 1e-12 * total);
+  EXPECT_NEAR(r.loss * 37, total, 1e-12 * total);
+  EXPECT_EQ(v[1], hits);
+  EXPECT_EQ(st.probs.to_vector(), r.probs.to_vector());
+  EXPECT_EQ(to_device_async(logits, Device::cpu).to_vector(), logits.to_vector());
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaTrainOps, ::testing::Values(DType::f64, DType::f32),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace lra::core
