@@ -6,6 +6,7 @@
 #include "attention/attention.h"
 #include "core/ops.h"
 #include "core/ops_attention.h"
+#include "core/ops_fused_attention.h"
 
 namespace lra::attention {
 namespace {
@@ -22,21 +23,26 @@ class SoftmaxAttention final : public Attention {
                Tensor& out, Context& saved) override {
     check_attention_inputs("softmax attention", q, k, v, key_mask);
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
+    saved["q"] = q;
+    saved["k"] = k;
+    saved["v"] = v;
+    if (key_mask.defined()) saved["mask"] = key_mask;
+    if (q.device() == core::Device::cpu) {
+      core::FusedAttention r = core::fused_softmax_attention(q, k, v, key_mask, scale, dropout());
+      out = r.out;
+      saved["lse"] = r.lse;
+      return;
+    }
     Tensor probs = core::softmax(core::matmul(q, k, false, true), key_mask, scale);
     Tensor weights = probs;
-    if (training_ && options_.dropout > 0.0) {
-      // The mask is a pure function of (layer seed, step): a resumed run draws the same
-      // masks as an uninterrupted one. Each step owns 2^40 counters of the stream.
-      Tensor keep = core::dropout_mask(probs.shape(), options_.dropout, options_.seed,
-                                       static_cast<uint64_t>(step_) << 40, probs.dtype(),
+    core::AttentionDropout d = dropout();
+    if (d.p > 0.0) {
+      Tensor keep = core::dropout_mask(probs.shape(), d.p, d.seed, d.offset, probs.dtype(),
                                        probs.device());
       weights = core::mul(probs, keep);
       saved["keep"] = keep;
     }
     out = core::matmul(weights, v);
-    saved["q"] = q;
-    saved["k"] = k;
-    saved["v"] = v;
     saved["probs"] = probs;
     saved["weights"] = weights;
   }
@@ -46,6 +52,15 @@ class SoftmaxAttention final : public Attention {
     const Tensor& q = saved.at("q");
     const Tensor& k = saved.at("k");
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
+    if (saved.has("lse")) {
+      core::FusedAttentionGrads g = core::fused_softmax_attention_backward(
+          q, k, saved.at("v"), saved.has("mask") ? saved.at("mask") : Tensor(), scale, dropout(),
+          saved.at("lse"), d_out);
+      d_q = g.dq;
+      d_k = g.dk;
+      d_v = g.dv;
+      return;
+    }
     Tensor d_weights = core::matmul(d_out, saved.at("v"), false, true);
     d_v = core::matmul(saved.at("weights"), d_out, true, false);
     if (saved.has("keep")) d_weights = core::mul(d_weights, saved.at("keep"));
@@ -59,13 +74,28 @@ class SoftmaxAttention final : public Attention {
            d = static_cast<double>(s.head_dim), el = static_cast<double>(core::dtype_size(options_.dtype));
     Cost c;
     c.forward_flops = bh * (4 * n * n * d + 5 * n * n);   // QKᵀ, PV, softmax
-    c.backward_flops = bh * (8 * n * n * d + 4 * n * n);  // dP, dV, dQ, dK, softmax'
-    c.forward_bytes = bh * (2 * n * n + n * d) * el;      // scores, probs, out
-    c.backward_bytes = bh * (2 * n * n + 3 * n * d) * el;
+    // The backward recomputes QKᵀ and the softmax (fused CPU op) before dP, dV, dQ, dK.
+    c.backward_flops = bh * (10 * n * n * d + 7 * n * n);
+    // Fused (CPU): nothing N x N is stored: out and one log-sum-exp per row, plus a
+    // working tile of at most 96 full score rows (three in the backward) per thread.
+    c.forward_bytes = bh * (n * d + n) * el + 96 * n * el;
+    c.backward_bytes = bh * (3 * n * d) * el + 3 * 96 * n * el;
     return c;
   }
 
  private:
+  // The mask is a pure function of (layer seed, step): a resumed run draws the same masks
+  // as an uninterrupted one. Each step owns 2^40 counters of the stream.
+  core::AttentionDropout dropout() const {
+    core::AttentionDropout d;
+    if (training_ && options_.dropout > 0.0) {
+      d.p = options_.dropout;
+      d.seed = options_.seed;
+      d.offset = static_cast<uint64_t>(step_) << 40;
+    }
+    return d;
+  }
+
   AttentionOptions options_;
 };
 

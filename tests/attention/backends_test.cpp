@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/ops.h"
+#include "core/ops_attention.h"
 #include "support.h"
 #include "tests/support/grad_check.h"
 
@@ -445,9 +446,10 @@ TEST(Softmax, DropoutOnlyWhenTraining) {
   // The backward of the dropped-out weights matches finite differences too.
   Tensor w = randn(s, 4), dq, dk, dv;
   attn->backward(w, c2, dq, dk, dv);
-  const Tensor& keep = c2.at("keep");
+  // The documented mask: core::dropout_mask over [B, H, N, N] with the layer seed and
+  // counter offset step << 40 (step 0 here).
+  Tensor keep = core::dropout_mask(Shape{1, 1, 6, 6}, 0.5, o.seed, 0, DType::f64);
   auto loss = [&] {
-    // Same mask: recompute with the saved multipliers.
     Tensor scores = core::softmax(core::matmul(q, k, false, true), Tensor(), 1.0 / std::sqrt(2.0));
     return weighted_sum(core::matmul(core::mul(scores, keep), v), w);
   };

@@ -76,8 +76,8 @@ TEST(Reproduce, ShardsAreDisjointAndMergeToTheWholeTable) {
     if (row[t.column("row")] == "exact" && row[t.column("column")] == "32" && row[t.column("metric")] == "memory_mb") {
       EXPECT_EQ(std::stod(theirs), 3.0);
       EXPECT_NEAR(std::stod(row[t.column("delta")]), ours - 3.0, 1e-6);
-      // softmax at N = 32, B = 1, H = 2 holds at least the 2 x 32 x 32 f32 probabilities.
-      EXPECT_GE(ours * 1024 * 1024, 2.0 * 32 * 32 * 4);
+      // softmax at N = 32 (the fused CPU op) holds at least a 12-row tile of f32 scores.
+      EXPECT_GE(ours * 1024 * 1024, 12.0 * 32 * 4);
     }
     if (row[t.column("row")] == "nys" && row[t.column("column")] == "16") {
       EXPECT_TRUE(theirs.empty());

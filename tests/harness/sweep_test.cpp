@@ -71,8 +71,9 @@ TEST(Sweep, TinyGridWritesOneRowPerPoint) {
     // Every backend allocates at least its output [B, H, N, D] in f32.
     EXPECT_GE(peak, 1.0 * 2 * n * 8 * 4);
     if (row[t.column("backend")] == "softmax") {
-      // Exact attention must hold the B*H*N*N probability matrix at some point.
-      EXPECT_GE(peak, 1.0 * 2 * n * n * 4);
+      // Exact attention (the fused CPU op) holds at least one tile of full score rows,
+      // 12 or more rows of N, from lra's allocator.
+      EXPECT_GE(peak, 1.0 * 12 * n * 4);
     }
     if (row[t.column("pass")] == "fwd+bwd") {
       // The backward allocates d_q, d_k, d_v while the forward's output is alive.
@@ -98,8 +99,8 @@ TEST(Sweep, PointsOverTheMemoryLimitAreRecordedNotDropped) {
   for (const auto& row : t.rows) {
     const int64_t n = std::stoll(row[t.column("seq_len")]);
     const std::string status = row[t.column("status")];
-    // softmax at N = 48 needs 2 * 48 * 48 * 4 bytes for the probabilities alone (18 KiB)
-    // plus the inputs (3 * 2 * 48 * 8 * 4 = 9 KiB): over 20 KiB.
+    // softmax at N = 48: the inputs (3 * 2 * 48 * 8 * 4 = 9 KiB) plus the analytic bytes
+    // of its cost() (output, row log-sum-exp and a 96-row tile of scores, 21 KiB): over 20 KiB.
     if (row[t.column("backend")] == "softmax" && n == 48) {
       EXPECT_EQ(status, "oom");
     }

@@ -1,0 +1,60 @@
+// Validation, output allocation and dispatch for core/ops_fused_attention.h.
+#include "core/ops_fused_attention.h"
+
+#include "core/cpu/fused_attention.h"
+
+namespace lra::core {
+namespace {
+
+void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& key_mask, const AttentionDropout& dropout) {
+  check_rank(q, 4, 4, op);
+  check_same_shape(q, k, op);
+  check_same_shape(q, v, op);
+  check_same_dtype(q, k, op);
+  check_same_dtype(q, v, op);
+  if (key_mask.defined())
+    LRA_CHECK(key_mask.rank() == 2 && key_mask.dim(0) == q.dim(0) && key_mask.dim(1) == q.dim(2),
+              "{}: key mask {} does not match [batch, seq] of q {}", op, key_mask.shape_str(),
+              q.shape_str());
+  LRA_CHECK(dropout.p >= 0.0 && dropout.p < 1.0, "{}: dropout {} not in [0, 1)", op, dropout.p);
+  for (const Tensor* t : {&q, &k, &v, &key_mask})
+    LRA_CHECK(!t->defined() || t->device() == Device::cpu,
+              "{}: no {} kernel yet (the flash-style CUDA kernel is issue 8's); tensor {}", op,
+              device_name(t->device()), t->shape_str());
+}
+
+}  // namespace
+
+FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                       const Tensor& key_mask, double scale,
+                                       const AttentionDropout& dropout) {
+  check_inputs("fused_softmax_attention", q, k, v, key_mask, dropout);
+  FusedAttention r;
+  r.out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  r.lse = Tensor::empty(Shape{q.dim(0), q.dim(1), q.dim(2)}, q.dtype(), q.device());
+  cpu::fused_attention(q, k, v, key_mask, scale, dropout, r.out, r.lse);
+  return r;
+}
+
+FusedAttentionGrads fused_softmax_attention_backward(const Tensor& q, const Tensor& k,
+                                                     const Tensor& v, const Tensor& key_mask,
+                                                     double scale, const AttentionDropout& dropout,
+                                                     const Tensor& lse, const Tensor& d_out) {
+  const char* op = "fused_softmax_attention_backward";
+  check_inputs(op, q, k, v, key_mask, dropout);
+  check_same_shape(q, d_out, op);
+  check_same_dtype(q, d_out, op);
+  LRA_CHECK(lse.defined() && lse.rank() == 3 && lse.dim(0) == q.dim(0) &&
+                lse.dim(1) == q.dim(1) && lse.dim(2) == q.dim(2) && lse.dtype() == q.dtype(),
+            "{}: lse {} does not match [batch, heads, seq] of q {}", op,
+            lse.defined() ? lse.shape_str() : std::string("(undefined)"), q.shape_str());
+  FusedAttentionGrads g;
+  g.dq = Tensor::empty(q.shape(), q.dtype(), q.device());
+  g.dk = Tensor::empty(q.shape(), q.dtype(), q.device());
+  g.dv = Tensor::empty(q.shape(), q.dtype(), q.device());
+  cpu::fused_attention_backward(q, k, v, key_mask, scale, dropout, lse, d_out, g.dq, g.dk, g.dv);
+  return g;
+}
+
+}  // namespace lra::core
