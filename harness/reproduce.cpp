@@ -249,7 +249,7 @@ const std::vector<std::string>& reproduce_columns() {
       "table",   "kind",     "row",      "column", "seed",    "metric",    "ours",
       "theirs",  "delta",    "status",   "reason", "backend", "params",    "task",
       "device",  "dtype",    "batch",    "heads",  "seq_len", "head_dim",  "steps",
-      "best_step", "wall_seconds", "run_dir", "commit"};
+      "best_step", "wall_seconds", "tokens_per_s", "peak_bytes", "run_dir", "commit"};
   return columns;
 }
 
@@ -382,6 +382,8 @@ int run_reproduce(const TableConfig& table, const ReproduceOptions& options) {
             {"steps", std::to_string(s.steps)},
             {"best_step", std::to_string(s.best_step)},
             {"wall_seconds", core::csv_number(s.wall_seconds)},
+            {"tokens_per_s", core::csv_number(s.tokens_per_second)},
+            {"peak_bytes", std::to_string(s.peak_bytes)},
             {"run_dir", run_dir.string()}};
         if (config["model"] && config["model"]["dim"] && config["model"]["heads"]) {
           int64_t dim = config["model"]["dim"].as<int64_t>(), heads = config["model"]["heads"].as<int64_t>();
