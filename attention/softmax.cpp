@@ -13,7 +13,7 @@ namespace {
 
 class SoftmaxAttention final : public Attention {
  public:
-  explicit SoftmaxAttention(const AttentionOptions& options) : options_(options) {
+  SoftmaxAttention(bool fused, const AttentionOptions& options) : fused_(fused), options_(options) {
     LRA_CHECK(options.dropout >= 0.0 && options.dropout < 1.0,
               "softmax attention: dropout {} not in [0, 1)", options.dropout);
   }
@@ -27,7 +27,7 @@ class SoftmaxAttention final : public Attention {
     saved["k"] = k;
     saved["v"] = v;
     if (key_mask.defined()) saved["mask"] = key_mask;
-    if (q.device() == core::Device::cpu) {
+    if (fused_) {
       core::FusedAttention r = core::fused_softmax_attention(q, k, v, key_mask, scale, dropout());
       out = r.out;
       saved["lse"] = r.lse;
@@ -73,13 +73,19 @@ class SoftmaxAttention final : public Attention {
     double bh = static_cast<double>(s.batch * s.heads), n = static_cast<double>(s.seq),
            d = static_cast<double>(s.head_dim), el = static_cast<double>(core::dtype_size(options_.dtype));
     Cost c;
-    c.forward_flops = bh * (4 * n * n * d + 5 * n * n);   // QKᵀ, PV, softmax
-    // The backward recomputes QKᵀ and the softmax (fused CPU op) before dP, dV, dQ, dK.
-    c.backward_flops = bh * (10 * n * n * d + 7 * n * n);
-    // Fused (CPU): nothing N x N is stored: out and one log-sum-exp per row, plus a
-    // working tile of at most 96 full score rows (three in the backward) per thread.
-    c.forward_bytes = bh * (n * d + n) * el + 96 * n * el;
-    c.backward_bytes = bh * (3 * n * d) * el + 3 * 96 * n * el;
+    c.forward_flops = bh * (4 * n * n * d + 5 * n * n);  // QKᵀ, PV, softmax
+    if (fused_) {
+      // The backward recomputes QKᵀ and the softmax before dP, dV, dQ, dK. Nothing N x N
+      // is stored: out and one log-sum-exp per row, plus a working tile of at most 96 full
+      // score rows (three in the backward) per thread.
+      c.backward_flops = bh * (10 * n * n * d + 7 * n * n);
+      c.forward_bytes = bh * (n * d + n) * el + 96 * n * el;
+      c.backward_bytes = bh * (3 * n * d) * el + 3 * 96 * n * el;
+    } else {
+      c.backward_flops = bh * (8 * n * n * d + 4 * n * n);  // dP, dV, dQ, dK, softmax'
+      c.forward_bytes = bh * (2 * n * n + n * d) * el;      // scores, probs, out
+      c.backward_bytes = bh * (2 * n * n + 3 * n * d) * el;
+    }
     return c;
   }
 
@@ -96,15 +102,24 @@ class SoftmaxAttention final : public Attention {
     return d;
   }
 
+  bool fused_;
   AttentionOptions options_;
 };
 
 }  // namespace
 
 LRA_REGISTER_ATTENTION(BackendInfo{
-    "softmax", "exact softmax(QKᵀ/√D)V attention (quadratic in N)",
-    [](SpecReader&, const AttnShape&, const AttentionOptions& options) -> std::unique_ptr<Attention> {
-      return std::make_unique<SoftmaxAttention>(options);
+    "softmax", "exact softmax(QKᵀ/√D)V attention (quadratic in N; fused on the CPU)",
+    [](SpecReader& spec, const AttnShape&, const AttentionOptions& options) -> std::unique_ptr<Attention> {
+      std::string kernel = spec.get_string("kernel", "auto");
+      LRA_CHECK(kernel == "auto" || kernel == "fused" || kernel == "composed",
+                "attention.kernel must be 'auto', 'fused' or 'composed', got '{}'", kernel);
+      LRA_CHECK(!(kernel == "fused" && options.device != core::Device::cpu),
+                "attention.kernel: fused: the fused softmax kernel exists on the CPU only "
+                "(the CUDA flash kernel is not written yet); use auto or composed on {}",
+                core::device_name(options.device));
+      bool fused = kernel == "fused" || (kernel == "auto" && options.device == core::Device::cpu);
+      return std::make_unique<SoftmaxAttention>(fused, options);
     }});
 
 }  // namespace lra::attention

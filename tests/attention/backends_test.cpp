@@ -67,6 +67,8 @@ TEST_P(GradientCheck, MatchesCentralDifferences) { check_gradients(GetParam()); 
 INSTANTIATE_TEST_SUITE_P(
     Backends, GradientCheck,
     ::testing::Values(GradCase{"{type: softmax}", false}, GradCase{"{type: softmax}", true},
+                      GradCase{"{type: softmax, kernel: composed}", false},
+                      GradCase{"{type: softmax, kernel: composed}", true},
                       GradCase{"{type: linear}", false}, GradCase{"{type: linear}", true},
                       GradCase{"{type: linformer, k: 4}", false},
                       GradCase{"{type: linformer, k: 4}", true},
@@ -85,9 +87,10 @@ TEST(Softmax, MatchesNaiveLoops) {
   SingleThread single;
   Shape s{2, 3, 9, 4};
   Tensor q = randn(s, 11), k = randn(s, 12), v = randn(s, 13);
+  for (const char* spec : {"{type: softmax}", "{type: softmax, kernel: composed}"})
   for (bool padded : {false, true}) {
     Tensor mask = padded ? prefix_mask(9, {9, 4}) : Tensor();
-    auto attn = make_backend("{type: softmax}", {2, 3, 9, 4});
+    auto attn = make_backend(spec, {2, 3, 9, 4});
     attention::Context ctx;
     Tensor out;
     attn->forward(q, k, v, mask, out, ctx);
@@ -425,13 +428,18 @@ TEST(Spec, UnknownKeysAndBadValuesAreErrors) {
   EXPECT_THROW(make_backend("{type: linformer, k: 0}", {1, 1, 8, 4}), Error);
   EXPECT_THROW(make_backend("{type: linformer, max_len: 4}", {1, 1, 8, 4}), Error);
   EXPECT_THROW(make_backend("{type: softmax, k: 4}", {1, 1, 8, 4}), Error);
+  EXPECT_THROW(make_backend("{type: softmax, kernel: flash}", {1, 1, 8, 4}), Error);
 }
 
-TEST(Softmax, DropoutOnlyWhenTraining) {
+class SoftmaxKernels : public ::testing::TestWithParam<const char*> {};
+INSTANTIATE_TEST_SUITE_P(FusedAndComposed, SoftmaxKernels,
+                         ::testing::Values("{type: softmax}", "{type: softmax, kernel: composed}"));
+
+TEST_P(SoftmaxKernels, DropoutOnlyWhenTraining) {
   attention::AttentionOptions o;
   o.dtype = DType::f64;
   o.dropout = 0.5;
-  auto attn = attention::make_attention(YAML::Load("{type: softmax}"), {1, 1, 6, 2}, o);
+  auto attn = attention::make_attention(YAML::Load(GetParam()), {1, 1, 6, 2}, o);
   Shape s{1, 1, 6, 2};
   Tensor q = randn(s, 1), k = randn(s, 2), v = randn(s, 3);
   attention::Context c1, c2;
