@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/cpu/kernels.h"
+#include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/kernels.h"
 // Runs the kernel of the device the op's tensors live on.
@@ -16,17 +17,6 @@
 namespace lra::core {
 namespace {
 
-// All tensors of an op live on one device (copies between devices are explicit).
-void require_one_device(const char* op, std::initializer_list<const Tensor*> tensors) {
-  const Tensor* first = nullptr;
-  for (const Tensor* t : tensors) {
-    if (!t->defined()) continue;
-    if (!first) first = t;
-    LRA_CHECK(t->device() == first->device(), "{}: tensors on {} ({}) and {} ({}) — copy one first",
-              op, device_name(first->device()), first->shape_str(), device_name(t->device()),
-              t->shape_str());
-  }
-}
 
 void require_same(const char* op, const Tensor& a, const Tensor& b) {
   check_same_shape(a, b, op);
@@ -52,7 +42,7 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
   check_rank(c, 2, 4, "gemm (c)");
   check_same_dtype(a, b, "gemm");
   check_same_dtype(a, c, "gemm");
-  require_one_device("gemm", {&a, &b, &c});
+  one_device("gemm", {&a, &b, &c});
   int64_t m = ta ? a.dim(-1) : a.dim(-2);
   int64_t k = ta ? a.dim(-2) : a.dim(-1);
   int64_t kb = tb ? b.dim(-1) : b.dim(-2);
@@ -108,7 +98,7 @@ void matmul_backward(const Tensor& a, bool ta, const Tensor& b, bool tb, double 
 // ---------------------------------------------------------------- softmax
 Tensor softmax(const Tensor& x, const Tensor& key_mask, double scale) {
   check_rank(x, 1, 4, "softmax");
-  require_one_device("softmax", {&x, &key_mask});
+  one_device("softmax", {&x, &key_mask});
   if (key_mask.defined()) check_key_mask("softmax", key_mask, x.dim(0), x.dim(-1));
   LRA_CHECK(!key_mask.defined() || x.rank() >= 2, "softmax: a key mask needs x of rank >= 2");
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
@@ -118,7 +108,7 @@ Tensor softmax(const Tensor& x, const Tensor& key_mask, double scale) {
 
 Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale) {
   require_same("softmax_backward", y, dy);
-  require_one_device("softmax_backward", {&y, &dy});
+  one_device("softmax_backward", {&y, &dy});
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
   LRA_RUN(y.device(), softmax_backward, y, dy, scale, dx);
   return dx;
@@ -127,7 +117,7 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale) {
 // ---------------------------------------------------------------- layer norm
 LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps) {
   check_rank(x, 1, 4, "layer_norm");
-  require_one_device("layer_norm", {&x, &gamma, &beta});
+  one_device("layer_norm", {&x, &gamma, &beta});
   int64_t cols = x.dim(-1);
   LRA_CHECK(gamma.rank() == 1 && gamma.dim(0) == cols && beta.shape() == gamma.shape(),
             "layer_norm: gamma {} and beta {} must be [{}] for input {}", gamma.shape_str(),
@@ -144,7 +134,7 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& b
 LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
                                    const Tensor& rstd, const Tensor& dy) {
   require_same("layer_norm_backward", x, dy);
-  require_one_device("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy});
+  one_device("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy});
   LayerNormGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
                    Tensor::empty(gamma.shape(), x.dtype(), x.device()),
                    Tensor::empty(gamma.shape(), x.dtype(), x.device())};
@@ -156,21 +146,21 @@ LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const T
 namespace {
 Tensor unary_op(const char* name, cpu::Unary op, const Tensor& x) {
   LRA_CHECK(x.defined(), "{}: tensor is undefined", name);
-  require_one_device(name, {&x});
+  one_device(name, {&x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_RUN(x.device(), unary, op, x, y);
   return y;
 }
 Tensor unary_backward_op(const char* name, cpu::Unary op, const Tensor& x, const Tensor& dy) {
   require_same(name, x, dy);
-  require_one_device(name, {&x, &dy});
+  one_device(name, {&x, &dy});
   Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_RUN(x.device(), unary_backward, op, x, dy, dx);
   return dx;
 }
 Tensor binary_op(const char* name, cpu::Binary op, const Tensor& a, const Tensor& b) {
   require_same(name, a, b);
-  require_one_device(name, {&a, &b});
+  one_device(name, {&a, &b});
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
   LRA_RUN(a.device(), binary, op, a, b, y);
   return y;
@@ -198,7 +188,7 @@ MulGrads mul_backward(const Tensor& a, const Tensor& b, const Tensor& dy) {
 
 Tensor scale(const Tensor& x, double alpha) {
   LRA_CHECK(x.defined(), "scale: tensor is undefined");
-  require_one_device("scale", {&x});
+  one_device("scale", {&x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_RUN(y.device(), axpby, y, 0.0, x, alpha);
   return y;
@@ -206,7 +196,7 @@ Tensor scale(const Tensor& x, double alpha) {
 
 void add_into(Tensor& y, const Tensor& x, double alpha) {
   require_same("add_into", y, x);
-  require_one_device("add_into", {&y, &x});
+  one_device("add_into", {&y, &x});
   LRA_RUN(y.device(), axpby, y, 1.0, x, alpha);
 }
 
@@ -215,7 +205,7 @@ Tensor add_bias(const Tensor& x, const Tensor& bias) {
   LRA_CHECK(bias.rank() == 1 && bias.dim(0) == x.dim(-1),
             "add_bias: bias {} does not match the last dim of {}", bias.shape_str(), x.shape_str());
   check_same_dtype(x, bias, "add_bias");
-  require_one_device("add_bias", {&x, &bias});
+  one_device("add_bias", {&x, &bias});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_RUN(x.device(), add_bias, x, bias, y);
   return y;
@@ -226,7 +216,7 @@ Tensor scale_rows(const Tensor& x, const Tensor& s) {
   LRA_CHECK(s.numel() > 0 && x.numel() % s.numel() == 0,
             "scale_rows: {} row scales do not divide x of shape {}", s.numel(), x.shape_str());
   check_same_dtype(x, s, "scale_rows");
-  require_one_device("scale_rows", {&x, &s});
+  one_device("scale_rows", {&x, &s});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_RUN(x.device(), scale_rows, x, s, y);
   return y;
@@ -242,7 +232,7 @@ ScaleRowsGrads scale_rows_backward(const Tensor& x, const Tensor& s, const Tenso
 // ---------------------------------------------------------------- reductions
 double sum_all(const Tensor& x) {
   LRA_CHECK(x.defined(), "sum_all: tensor is undefined");
-  require_one_device("sum_all", {&x});
+  one_device("sum_all", {&x});
   return LRA_RUN(x.device(), sum_all, x);
 }
 
@@ -260,7 +250,7 @@ Shape without_last(const Shape& s) {
 }
 Tensor row_reduce(const char* name, const Tensor& x, bool mean) {
   check_rank(x, 1, 4, name);
-  require_one_device(name, {&x});
+  one_device(name, {&x});
   Tensor y = Tensor::empty(without_last(x.shape()), x.dtype(), x.device());
   double alpha = mean ? 1.0 / static_cast<double>(std::max<int64_t>(1, x.dim(-1))) : 1.0;
   LRA_RUN(x.device(), sum_rows, x, alpha, y);
@@ -269,7 +259,7 @@ Tensor row_reduce(const char* name, const Tensor& x, bool mean) {
 Tensor row_reduce_backward(const char* name, const Tensor& dy, const Shape& like, bool mean) {
   LRA_CHECK(like.rank() >= 1 && dy.numel() * like[like.rank() - 1] == like.numel(),
             "{}: gradient {} does not match input shape {}", name, dy.shape_str(), like.str());
-  require_one_device(name, {&dy});
+  one_device(name, {&dy});
   Tensor dx = Tensor::empty(like, dy.dtype(), dy.device());
   double cols = static_cast<double>(like[like.rank() - 1]);
   LRA_RUN(dy.device(), broadcast_rows, dy, mean ? 1.0 / std::max(1.0, cols) : 1.0, dx);
@@ -288,7 +278,7 @@ Tensor mean_rows_backward(const Tensor& dy, const Shape& like) {
 
 Tensor sum_leading(const Tensor& x) {
   check_rank(x, 1, 4, "sum_leading");
-  require_one_device("sum_leading", {&x});
+  one_device("sum_leading", {&x});
   Tensor y = Tensor::empty(Shape{x.dim(-1)}, x.dtype(), x.device());
   LRA_RUN(x.device(), sum_leading, x, y);
   return y;
@@ -297,7 +287,7 @@ Tensor sum_leading(const Tensor& x) {
 // ---------------------------------------------------------------- layout
 Tensor transpose12(const Tensor& x) {
   check_rank(x, 4, 4, "transpose12");
-  require_one_device("transpose12", {&x});
+  one_device("transpose12", {&x});
   Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2), x.dim(1), x.dim(3)}, x.dtype(), x.device());
   LRA_RUN(x.device(), transpose12, x, y);
   return y;
@@ -306,7 +296,7 @@ Tensor transpose12(const Tensor& x) {
 // ---------------------------------------------------------------- segment means
 SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask) {
   check_rank(x, 3, 4, "segment_means");
-  require_one_device("segment_means", {&x, &key_mask});
+  one_device("segment_means", {&x, &key_mask});
   LRA_CHECK(m >= 1, "segment_means: number of segments must be >= 1, got {}", m);
   int64_t seq = x.dim(-2);
   check_key_mask("segment_means", key_mask, x.dim(0), seq);
@@ -320,7 +310,7 @@ SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask) {
 
 Tensor segment_means_backward(const Tensor& d_means, const Shape& x_shape, const Tensor& key_mask) {
   check_rank(d_means, 3, 4, "segment_means_backward");
-  require_one_device("segment_means_backward", {&d_means, &key_mask});
+  one_device("segment_means_backward", {&d_means, &key_mask});
   LRA_CHECK(x_shape.rank() == d_means.rank() && x_shape[0] == d_means.dim(0) &&
                 x_shape[x_shape.rank() - 1] == d_means.dim(-1) &&
                 (x_shape.rank() == 3 || x_shape[1] == d_means.dim(1)),
@@ -347,7 +337,7 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w) {
 
 Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w) {
   check_conv("depthwise_conv_seq", x, w);
-  require_one_device("depthwise_conv_seq", {&x, &w});
+  one_device("depthwise_conv_seq", {&x, &w});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_RUN(x.device(), depthwise_conv_seq, x, w, y);
   return y;
@@ -356,7 +346,7 @@ Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w) {
 ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy) {
   check_conv("depthwise_conv_seq_backward", x, w);
   require_same("depthwise_conv_seq_backward", x, dy);
-  require_one_device("depthwise_conv_seq_backward", {&x, &w, &dy});
+  one_device("depthwise_conv_seq_backward", {&x, &w, &dy});
   ConvGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
               Tensor::empty(w.shape(), w.dtype(), w.device())};
   LRA_RUN(x.device(), depthwise_conv_seq_backward, x, w, dy, g.dx, g.dw);

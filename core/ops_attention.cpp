@@ -2,6 +2,7 @@
 #include "core/ops_attention.h"
 
 #include "core/cpu/attention_kernels.h"
+#include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/attention_kernels.h"
 // Runs the kernel of the device the op's tensors live on.
@@ -10,32 +11,13 @@
 #else
 // A CUDA tensor in a build without CUDA cannot exist (no allocator); still say so clearly.
 #define LRA_ATTN_RUN(device, fn, ...) \
-  ((device) == Device::cuda ? (no_cuda(#fn), cpu::fn(__VA_ARGS__)) : cpu::fn(__VA_ARGS__))
+  ((device) == Device::cuda ? (fail_no_cuda(#fn), cpu::fn(__VA_ARGS__)) : cpu::fn(__VA_ARGS__))
 #endif
 
 namespace lra::core {
 namespace {
 
-#ifndef LRA_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  fail("{}: device cuda, but lra was built without CUDA (configure with -DLRA_CUDA=ON and nvcc "
-       "present)",
-       op);
-}
-#endif
 
-// All tensors of an op live on one device (copies between devices are explicit).
-void require_one_device(const char* op, std::initializer_list<const Tensor*> tensors) {
-  const Tensor* first = nullptr;
-  for (const Tensor* t : tensors) {
-    if (!t->defined()) continue;
-    if (!first) first = t;
-    LRA_CHECK(t->device() == first->device(),
-              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
-              device_name(first->device()), first->shape_str(), device_name(t->device()),
-              t->shape_str());
-  }
-}
 
 void require_defined(const char* op, const Tensor& t) {
   LRA_CHECK(t.defined(), "{}: tensor is undefined", op);
@@ -43,7 +25,7 @@ void require_defined(const char* op, const Tensor& t) {
 
 Tensor unary(const char* op, cpu::AttnUnary kind, const Tensor& x) {
   require_defined(op, x);
-  require_one_device(op, {&x});
+  one_device(op, {&x});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   LRA_ATTN_RUN(x.device(), attn_unary, kind, x, y);
   return y;
@@ -53,7 +35,7 @@ Tensor unary_backward(const char* op, cpu::AttnUnary kind, const Tensor& xy, con
   require_defined(op, xy);
   check_same_shape(xy, dy, op);
   check_same_dtype(xy, dy, op);
-  require_one_device(op, {&xy, &dy});
+  one_device(op, {&xy, &dy});
   Tensor dx = Tensor::empty(xy.shape(), xy.dtype(), xy.device());
   LRA_ATTN_RUN(xy.device(), attn_unary_backward, kind, xy, dy, dx);
   return dx;
@@ -65,7 +47,7 @@ void check_seq_mask(const char* op, const Tensor& x, const Tensor& mask) {
   LRA_CHECK(mask.rank() == 2 && mask.dim(0) == x.dim(0) && mask.dim(1) == x.dim(-2),
             "{}: mask of shape {} does not match [batch, seq] = [{}, {}] of {}", op,
             mask.shape_str(), x.dim(0), x.dim(-2), x.shape_str());
-  require_one_device(op, {&x, &mask});
+  one_device(op, {&x, &mask});
 }
 
 void check_square(const char* op, const Tensor& a) {
@@ -107,7 +89,7 @@ Tensor set_rows_identity(const Tensor& a, const Tensor& row_mask) {
 
 Tensor pinv_init(const Tensor& a) {
   check_square("pinv_init", a);
-  require_one_device("pinv_init", {&a});
+  one_device("pinv_init", {&a});
   Tensor z = Tensor::empty(a.shape(), a.dtype(), a.device());
   LRA_ATTN_RUN(a.device(), pinv_init, a, z);
   return z;
@@ -117,7 +99,7 @@ Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0) {
   check_square("pinv_init_backward", a);
   check_same_shape(a, dz0, "pinv_init_backward");
   check_same_dtype(a, dz0, "pinv_init_backward");
-  require_one_device("pinv_init_backward", {&a, &dz0});
+  one_device("pinv_init_backward", {&a, &dz0});
   Tensor da = Tensor::empty(a.shape(), a.dtype(), a.device());
   LRA_ATTN_RUN(a.device(), pinv_init_backward, a, dz0, da);
   return da;
@@ -125,7 +107,7 @@ Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0) {
 
 Tensor crop2d(const Tensor& x, int64_t rows, int64_t cols) {
   check_rank(x, 2, 2, "crop2d");
-  require_one_device("crop2d", {&x});
+  one_device("crop2d", {&x});
   LRA_CHECK(0 <= rows && rows <= x.dim(0) && 0 <= cols && cols <= x.dim(1),
             "crop2d: block {}x{} does not fit in {}", rows, cols, x.shape_str());
   Tensor y = Tensor::empty(Shape{rows, cols}, x.dtype(), x.device());
@@ -137,7 +119,7 @@ void crop2d_backward_add(Tensor& dx, const Tensor& dy) {
   check_rank(dx, 2, 2, "crop2d_backward_add");
   check_rank(dy, 2, 2, "crop2d_backward_add");
   check_same_dtype(dx, dy, "crop2d_backward_add");
-  require_one_device("crop2d_backward_add", {&dx, &dy});
+  one_device("crop2d_backward_add", {&dx, &dy});
   LRA_CHECK(dy.dim(0) <= dx.dim(0) && dy.dim(1) <= dx.dim(1),
             "crop2d_backward_add: block {} does not fit in {}", dy.shape_str(), dx.shape_str());
   LRA_ATTN_RUN(dx.device(), crop2d_backward_add, dx, dy);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/cpu/random_kernels.h"
+#include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/random_kernels.h"
 #endif
@@ -11,13 +12,6 @@
 namespace lra::core {
 namespace {
 
-#ifndef LRA_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  fail("{}: tensors on device cuda, but lra was built without CUDA (configure with "
-       "-DLRA_CUDA=ON and nvcc present)",
-       op);
-}
-#endif
 
 // Runs the kernel of `device`; a build without CUDA names the op in its error.
 #ifdef LRA_WITH_CUDA
@@ -25,24 +19,9 @@ namespace {
   ((device) == Device::cuda ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
 #else
 #define LRA_RUN_RANDOM(op, device, fn, ...) \
-  ((device) == Device::cuda ? no_cuda(op) : cpu::fn(__VA_ARGS__))
+  ((device) == Device::cuda ? fail_no_cuda(op) : cpu::fn(__VA_ARGS__))
 #endif
 
-// The one device all defined tensors of an op live on (`fallback` when none is defined);
-// copies between devices are explicit, so a mix is an error.
-Device one_device(const char* op, std::initializer_list<const Tensor*> tensors,
-                  Device fallback = Device::cpu) {
-  const Tensor* first = nullptr;
-  for (const Tensor* t : tensors) {
-    if (!t->defined()) continue;
-    if (!first) first = t;
-    LRA_CHECK(t->device() == first->device(),
-              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
-              device_name(first->device()), first->shape_str(), device_name(t->device()),
-              t->shape_str());
-  }
-  return first ? first->device() : fallback;
-}
 
 // Ops told their output device: every defined input must already live there.
 void require_on(const char* op, Device device, std::initializer_list<const Tensor*> tensors) {
@@ -51,7 +30,7 @@ void require_on(const char* op, Device device, std::initializer_list<const Tenso
               "{}: output requested on {}, but an input ({}) lives on {} — copy it first", op,
               device_name(device), t->shape_str(), device_name(t->device()));
 #ifndef LRA_WITH_CUDA
-  if (device == Device::cuda) no_cuda(op);
+  if (device == Device::cuda) fail_no_cuda(op);
 #endif
 }
 

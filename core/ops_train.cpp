@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/cpu/train_kernels.h"
+#include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/train_kernels.h"
 // Runs the kernel of the device the op's tensors live on.
@@ -12,33 +13,13 @@
 #else
 // A CUDA tensor in a build without CUDA cannot exist (no allocator); still say so clearly.
 #define LRA_TRAIN_RUN(device, fn, ...) \
-  ((device) == Device::cuda ? (no_cuda(#fn), cpu::fn(__VA_ARGS__)) : cpu::fn(__VA_ARGS__))
+  ((device) == Device::cuda ? (fail_no_cuda(#fn), cpu::fn(__VA_ARGS__)) : cpu::fn(__VA_ARGS__))
 #endif
 
 namespace lra::core {
 namespace {
 
-#ifndef LRA_WITH_CUDA
-[[noreturn]] void no_cuda(const char* op) {
-  fail("{}: tensors on device cuda, but lra was built without CUDA (configure with "
-       "-DLRA_CUDA=ON and nvcc present)",
-       op);
-}
-#endif
 
-// All tensors of an op live on one device (copies between devices are explicit); returns it.
-Device one_device(const char* op, std::initializer_list<const Tensor*> tensors) {
-  const Tensor* first = nullptr;
-  for (const Tensor* t : tensors) {
-    if (!t->defined()) continue;
-    if (!first) first = t;
-    LRA_CHECK(t->device() == first->device(),
-              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
-              device_name(first->device()), first->shape_str(), device_name(t->device()),
-              t->shape_str());
-  }
-  return first ? first->device() : Device::cpu;
-}
 
 void check_ids(const char* op, const std::vector<int32_t>& ids, int64_t vocab) {
   for (std::size_t r = 0; r < ids.size(); ++r)
@@ -209,7 +190,7 @@ CrossEntropyStats cross_entropy_stats(const Tensor& logits, const std::vector<in
 #ifdef LRA_WITH_CUDA
   cuda::cross_entropy_stats(logits, labels, r.probs, r.stats);
 #else
-  no_cuda("cross_entropy_stats");
+  fail_no_cuda("cross_entropy_stats");
 #endif
   return r;
 }
@@ -223,7 +204,7 @@ Tensor to_device_async(const Tensor& t, Device device) {
   cuda::upload_async(t, out);
   return out;
 #else
-  no_cuda("to_device_async");
+  fail_no_cuda("to_device_async");
 #endif
 }
 
@@ -270,7 +251,7 @@ Tensor global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_
   cuda::clip_scale(sq, clip_norm, result);
   return result;
 #else
-  no_cuda("global_norm_scale");
+  fail_no_cuda("global_norm_scale");
 #endif
 }
 
@@ -301,7 +282,7 @@ void adamw_checked(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const Ad
   cuda::adamw_update(w, grad, m, v, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, grad_scale,
                      p.step, norm_scale);
 #else
-  no_cuda("adamw_update");
+  fail_no_cuda("adamw_update");
 #endif
 }
 }  // namespace

@@ -1,0 +1,24 @@
+#include "core/op_checks.h"
+
+namespace lra::core {
+
+Device one_device(const char* op, std::initializer_list<const Tensor*> tensors, Device fallback) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    LRA_CHECK(t->device() == first->device(),
+              "{}: tensors on {} ({}) and {} ({}) — copy one first", op,
+              device_name(first->device()), first->shape_str(), device_name(t->device()),
+              t->shape_str());
+  }
+  return first ? first->device() : fallback;
+}
+
+void fail_no_cuda(const char* op) {
+  fail("{}: tensors on device cuda, but lra was built without CUDA (configure with "
+       "-DLRA_CUDA=ON and nvcc present)",
+       op);
+}
+
+}  // namespace lra::core
