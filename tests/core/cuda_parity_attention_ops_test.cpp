@@ -3,6 +3,8 @@
 // before each GPU run. Skips (visibly) without a device.
 #include <gtest/gtest.h>
 
+#include "tests/support/cuda_parity.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,19 +20,9 @@
 namespace lra::core {
 namespace {
 
-class CudaAttnOps : public ::testing::TestWithParam<DType> {
+class CudaAttnOps : public test::CudaParityTest {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
-  }
-  DType dtype() const { return GetParam(); }
-  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
-
-  Tensor randn(const Shape& shape, double scale = 1.0) {
-    Tensor t = Tensor::empty(shape, dtype());
-    fill_normal(t, seed_++, 0, 0.0, scale);
-    return t;
-  }
+  CudaAttnOps() : CudaParityTest(101) {}
   // [batch, seq] mask: batch b keeps its first seq - 3 b positions; the last batch row is
   // all padding when `empty_last`.
   Tensor padded_mask(int64_t batch, int64_t seq, bool empty_last) {
@@ -40,35 +32,6 @@ class CudaAttnOps : public ::testing::TestWithParam<DType> {
         if (!(empty_last && b == batch - 1) && n < seq - 3 * b) v[static_cast<std::size_t>(b * seq + n)] = 1;
     return Tensor::from_values(Shape{batch, seq}, v, dtype());
   }
-  static Tensor gpu(const Tensor& t) { return t.to(Device::cuda); }
-  // Hands the next same-sized device allocation a NaN-filled block (the caching
-  // allocator reuses sizes), so a kernel that skips elements is caught.
-  void poison(const Shape& shape) {
-    Tensor junk = Tensor::empty(shape, dtype(), Device::cuda);
-    junk.fill(std::numeric_limits<double>::quiet_NaN());
-  }
-  void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
-    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
-    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
-    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
-    double scale = 1e-30, err = 0;
-    for (std::size_t i = 0; i < c.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
-      scale = std::max(scale, std::abs(c[i]));
-      err = std::max(err, std::abs(g[i] - c[i]));
-    }
-    EXPECT_LE(err / scale, tol()) << what;
-  }
-  // Selections and copies must give the CPU's values exactly.
-  void expect_equal(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
-    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
-    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
-    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
-    for (std::size_t i = 0; i < c.size(); ++i)
-      ASSERT_EQ(std::memcmp(&g[i], &c[i], sizeof(double)), 0)
-          << what << " element " << i << ": " << g[i] << " vs " << c[i];
-  }
-  uint64_t seed_ = 101;
 };
 
 TEST_P(CudaAttnOps, FeatureMapsForwardBackward) {

@@ -2,6 +2,8 @@
 // in the masks and outputs poisoned before each run. Skips (visibly) without a device.
 #include <gtest/gtest.h>
 
+#include "tests/support/cuda_parity.h"
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -13,39 +15,9 @@
 namespace lra::core {
 namespace {
 
-class CudaParity : public ::testing::TestWithParam<DType> {
+class CudaParity : public test::CudaParityTest {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
-  }
-  DType dtype() const { return GetParam(); }
-  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
-
-  Tensor randn(const Shape& shape) {
-    Tensor t = Tensor::empty(shape, dtype());
-    fill_normal(t, seed_++, 0);
-    return t;
-  }
-  static Tensor gpu(const Tensor& t) { return t.to(Device::cuda); }
-  // Hands the next same-sized device allocation a NaN-filled block (the caching
-  // allocator reuses exact sizes), so an op that skips elements is caught.
-  void poison(const Shape& shape) {
-    Tensor junk = Tensor::empty(shape, dtype(), Device::cuda);
-    junk.fill(std::numeric_limits<double>::quiet_NaN());
-  }
-  void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
-    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
-    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
-    ASSERT_EQ(g.size(), c.size()) << what;
-    double scale = 1e-30, err = 0;
-    for (std::size_t i = 0; i < c.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
-      scale = std::max(scale, std::abs(c[i]));
-      err = std::max(err, std::abs(g[i] - c[i]));
-    }
-    EXPECT_LE(err / scale, tol()) << what;
-  }
-  uint64_t seed_ = 1;
+  CudaParity() : CudaParityTest(1) {}
 };
 
 TEST_P(CudaParity, Gemm) {

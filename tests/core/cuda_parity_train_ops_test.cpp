@@ -6,6 +6,8 @@
 // Skips (visibly) without a device.
 #include <gtest/gtest.h>
 
+#include "tests/support/cuda_parity.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,19 +23,9 @@
 namespace lra::core {
 namespace {
 
-class CudaTrainOps : public ::testing::TestWithParam<DType> {
+class CudaTrainOps : public test::CudaParityTest {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
-  }
-  DType dtype() const { return GetParam(); }
-  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
-
-  Tensor randn(const Shape& shape, double scale = 1.0) {
-    Tensor t = Tensor::empty(shape, dtype());
-    fill_normal(t, seed_++, 0, 0.0, scale);
-    return t;
-  }
+  CudaTrainOps() : CudaParityTest(202) {}
   std::vector<int32_t> random_ints(int64_t n, int32_t below) {
     Rng rng(seed_++);
     std::vector<int32_t> out(static_cast<std::size_t>(n));
@@ -47,33 +39,6 @@ class CudaTrainOps : public ::testing::TestWithParam<DType> {
       for (int64_t n = 0; n < seq - 5 * b; ++n) v[static_cast<std::size_t>(b * seq + n)] = 1;
     return Tensor::from_values(Shape{batch, seq}, v, dtype());
   }
-  static Tensor gpu(const Tensor& t) { return t.to(Device::cuda); }
-  void poison(const Shape& shape, DType dt) {
-    Tensor junk = Tensor::empty(shape, dt, Device::cuda);
-    junk.fill(std::numeric_limits<double>::quiet_NaN());
-  }
-  void poison(const Shape& shape) { poison(shape, dtype()); }
-  void expect_close(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
-    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
-    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
-    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
-    double scale = 1e-30, err = 0;
-    for (std::size_t i = 0; i < c.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
-      scale = std::max(scale, std::abs(c[i]));
-      err = std::max(err, std::abs(g[i] - c[i]));
-    }
-    EXPECT_LE(err / scale, tol()) << what;
-  }
-  void expect_equal(const Tensor& gpu_result, const Tensor& cpu_result, const char* what) {
-    ASSERT_EQ(gpu_result.device(), Device::cuda) << what;
-    ASSERT_EQ(gpu_result.shape(), cpu_result.shape()) << what;
-    auto g = gpu_result.to_vector(), c = cpu_result.to_vector();
-    for (std::size_t i = 0; i < c.size(); ++i)
-      ASSERT_EQ(std::memcmp(&g[i], &c[i], sizeof(double)), 0)
-          << what << " element " << i << ": " << g[i] << " vs " << c[i];
-  }
-  uint64_t seed_ = 202;
 };
 
 TEST_P(CudaTrainOps, AddBiasInplace) {

@@ -5,6 +5,8 @@
 // CPU's exactly. Skips (visibly) without a device.
 #include <gtest/gtest.h>
 
+#include "tests/support/cuda_parity.h"
+
 #include <cmath>
 #include <limits>
 #include <string>
@@ -17,54 +19,9 @@
 namespace lra::core {
 namespace {
 
-class CudaRandomParity : public ::testing::TestWithParam<DType> {
+class CudaRandomParity : public test::CudaParityTest {
  protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0)
-      GTEST_SKIP() << "skipping GPU test: " << cuda_unavailable_reason();
-  }
-  DType dtype() const { return GetParam(); }
-  double tol() const { return dtype() == DType::f64 ? 1e-11 : 1e-5; }
-
-  Tensor randn(const Shape& shape, double scale = 1.0) {
-    Tensor t = Tensor::empty(shape, dtype());
-    fill_normal(t, seed_++, 0, 0.0, scale);
-    return t;
-  }
-  static Tensor gpu(const Tensor& t) { return t.defined() ? t.to(Device::cuda) : Tensor(); }
-  // The caching allocator hands exact sizes back: the next device allocation of this
-  // shape starts as NaN, so an element a kernel forgets to write is caught.
-  void poison(const Shape& shape, DType dt) {
-    Tensor junk = Tensor::empty(shape, dt, Device::cuda);
-    junk.fill(std::numeric_limits<double>::quiet_NaN());
-  }
-  void poison(const Shape& shape) { poison(shape, dtype()); }
-
-  // Max abs error relative to the largest CPU magnitude; non-finite values must agree
-  // exactly (e.g. -inf log-sum-exp of a fully padded sequence).
-  void expect_close(const Tensor& device_result, const Tensor& cpu_result,
-                    const std::string& what) {
-    ASSERT_EQ(device_result.device(), Device::cuda) << what;
-    ASSERT_EQ(device_result.shape(), cpu_result.shape()) << what;
-    auto g = device_result.to_vector(), c = cpu_result.to_vector();
-    double scale = 1e-30, err = 0;
-    for (std::size_t i = 0; i < c.size(); ++i) {
-      if (!std::isfinite(c[i])) {
-        ASSERT_EQ(g[i], c[i]) << what << " element " << i;
-        continue;
-      }
-      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i << " is " << g[i];
-      scale = std::max(scale, std::abs(c[i]));
-      err = std::max(err, std::abs(g[i] - c[i]));
-    }
-    EXPECT_LE(err / scale, tol()) << what;
-  }
-  static void expect_equal(const Tensor& device_result, const Tensor& cpu_result,
-                           const std::string& what) {
-    ASSERT_EQ(device_result.device(), Device::cuda) << what;
-    ASSERT_EQ(device_result.shape(), cpu_result.shape()) << what;
-    EXPECT_EQ(device_result.to_vector(), cpu_result.to_vector()) << what;
-  }
+  CudaRandomParity() : CudaParityTest(11) {}
   // [B, N] mask: sequence 0 has `real0` tokens, sequence 1 none, the rest all real.
   Tensor mask(int64_t batch, int64_t n, int64_t real0) {
     std::vector<double> v(static_cast<std::size_t>(batch * n), 1.0);
@@ -73,7 +30,6 @@ class CudaRandomParity : public ::testing::TestWithParam<DType> {
       for (int64_t j = 0; j < n; ++j) v[static_cast<std::size_t>(n + j)] = 0;
     return Tensor::from_values(Shape{batch, n}, v, dtype());
   }
-  uint64_t seed_ = 11;
 };
 
 TEST_P(CudaRandomParity, OrthogonalGaussianIsTheCpuMatrix) {
