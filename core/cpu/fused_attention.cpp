@@ -167,7 +167,7 @@ void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
     T* probs = scratch<T>(probs_t, rows * s.n);
     T* grads = scratch<T>(grads_t, rows * s.n);
     T* weights = drop ? scratch<T>(weights_t, rows * s.n) : nullptr;
-    T* keep = drop ? scratch<T>(keep_t, s.n) : nullptr;
+    T* keep = drop ? scratch<T>(keep_t, rows * s.n) : nullptr;  // the tile's multipliers, drawn once
     ThinPanel<T> kt, vt, kpanel, gpanel, qpanel;
     for (int64_t bh = begin; bh < end; ++bh) {
       int64_t b = bh / s.heads;
@@ -203,8 +203,9 @@ void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
                 if (!km[j]) row[j] = T(0);
           }
           if (drop) {
-            dropout_row(dropout, static_cast<uint64_t>((bh * s.n + i0 + i) * s.n), s.n, keep);
-            Row<T>(wr + i * s.n, s.n) = ra * Row<T>(keep, s.n);
+            T* keep_row = keep + i * s.n;
+            dropout_row(dropout, static_cast<uint64_t>((bh * s.n + i0 + i) * s.n), s.n, keep_row);
+            Row<T>(wr + i * s.n, s.n) = ra * Row<T>(keep_row, s.n);
           }
         }
         // dV += Wᵀ dO_tile
@@ -215,10 +216,7 @@ void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
         for (int64_t i = 0; i < r; ++i) {
           Row<T> ga(gr + i * s.n, s.n);
           Row<T> pa(pr + i * s.n, s.n);
-          if (drop) {
-            dropout_row(dropout, static_cast<uint64_t>((bh * s.n + i0 + i) * s.n), s.n, keep);
-            ga *= Row<T>(keep, s.n);
-          }
+          if (drop) ga *= Row<T>(keep + i * s.n, s.n);
           T dot = (pa * ga).sum();
           ga = sc_t * pa * (ga - dot);
         }
