@@ -26,12 +26,7 @@ namespace lra::model {
 namespace {
 namespace fs = std::filesystem;
 
-std::string temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("lra_cuda_train_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  return p.string();
-}
+using test::temp_dir;
 
 YAML::Node spec_for(const std::string& backend) {
   YAML::Node spec = test::tiny_spec(backend);
@@ -129,16 +124,8 @@ TEST_P(CudaTraining, TrainOnDeviceTracksCpuRunAndCheckpoints) {
   auto train = test::majority_dataset(200, 31, 8, 16);
   auto val = test::majority_dataset(48, 32, 8, 16);
   auto testset = test::majority_dataset(48, 33, 8, 16);
-  YAML::Node c;
-  c["task"]["name"] = "memory";
-  c["task"]["max_len"] = 16;
-  c["model"]["dim"] = 16;
-  c["model"]["hidden"] = 32;
-  c["model"]["heads"] = 2;
-  c["model"]["layers"] = 1;
+  YAML::Node c = test::tiny_training_config(spec_for(GetParam()), 16);
   c["model"]["pooling"] = "cls";  // exercises prepend_row and the CLS masks on the device
-  c["attention"] = spec_for(GetParam());
-  c["train"]["batch"] = 16;
   c["train"]["steps"] = 8;
   c["train"]["eval_every"] = 4;
   c["train"]["lr"] = 3e-3;
@@ -173,16 +160,8 @@ TEST_P(CudaTraining, ResumeOnDeviceIsBitExact) {
   auto val = test::majority_dataset(32, 42, 6, 12);
   auto testset = test::majority_dataset(32, 43, 6, 12);
   Splits splits{&train, &val, &testset};
-  YAML::Node c;
-  c["task"]["name"] = "memory";
-  c["task"]["max_len"] = 12;
-  c["model"]["dim"] = 16;
-  c["model"]["hidden"] = 32;
-  c["model"]["heads"] = 2;
-  c["model"]["layers"] = 1;
+  YAML::Node c = test::tiny_training_config(spec_for(GetParam()), 12);
   c["model"]["attention_dropout"] = 0.1;
-  c["attention"] = spec_for(GetParam());
-  c["train"]["batch"] = 16;
   c["train"]["steps"] = 12;
   c["train"]["eval_every"] = 4;
   c["train"]["log_every"] = 3;
@@ -222,14 +201,7 @@ TEST(CudaTrainingConfig, DeviceCudaWithoutGpuIsAClearError) {
     GTEST_SKIP() << "a CUDA device is present: this test covers machines without one";
   auto train = test::majority_dataset(40, 1, 8, 16);
   auto val = test::majority_dataset(16, 2, 8, 16);
-  YAML::Node c;
-  c["task"]["name"] = "memory";
-  c["task"]["max_len"] = 16;
-  c["model"]["dim"] = 16;
-  c["model"]["hidden"] = 32;
-  c["model"]["heads"] = 2;
-  c["model"]["layers"] = 1;
-  c["attention"]["type"] = "softmax";
+  YAML::Node c = test::tiny_training_config(YAML::Load("{type: softmax}"), 16);
   c["train"]["batch"] = 8;
   c["train"]["steps"] = 2;
   c["train"]["test"] = false;

@@ -1,7 +1,10 @@
 #pragma once
 // Shared helpers of the model tests: a tiny in-memory dataset with a known answer and
 // small attention specs for every backend the tests know about.
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
+
+#include <filesystem>
 
 #include <map>
 #include <string>
@@ -83,5 +86,28 @@ inline const std::vector<std::string>& lra_backend_names() {
 }
 
 inline bool has_backend(const std::string& name) { return attention::backends().count(name) > 0; }
+
+// An empty scratch folder under the system temp dir, unique to this process.
+inline std::string temp_dir(const std::string& name) {
+  std::filesystem::path p = std::filesystem::temp_directory_path() /
+                            ("lra_model_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(p);
+  return p.string();
+}
+
+// The tiny classifier every training test uses on a MemoryDataset task: dim 16, FFN 32,
+// 2 heads, 1 layer, batch 16. Callers add the train keys they exercise.
+inline YAML::Node tiny_training_config(const YAML::Node& attention, int64_t max_len) {
+  YAML::Node c;
+  c["task"]["name"] = "memory";
+  c["task"]["max_len"] = max_len;
+  c["model"]["dim"] = 16;
+  c["model"]["hidden"] = 32;
+  c["model"]["heads"] = 2;
+  c["model"]["layers"] = 1;
+  c["attention"] = attention;
+  c["train"]["batch"] = 16;
+  return c;
+}
 
 }  // namespace lra::test

@@ -20,12 +20,7 @@ namespace lra::model {
 namespace {
 namespace fs = std::filesystem;
 
-std::string temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("lra_model_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  return p.string();
-}
+using test::temp_dir;
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -33,15 +28,7 @@ std::string read_all(const std::string& path) {
 }
 
 YAML::Node small_config(const std::string& backend, int64_t steps, int64_t eval_every) {
-  YAML::Node c;
-  c["task"]["name"] = "memory";
-  c["task"]["max_len"] = 16;
-  c["model"]["dim"] = 16;
-  c["model"]["hidden"] = 32;
-  c["model"]["heads"] = 2;
-  c["model"]["layers"] = 1;
-  c["attention"] = test::tiny_spec(backend);
-  c["train"]["batch"] = 16;
+  YAML::Node c = test::tiny_training_config(test::tiny_spec(backend), 16);
   c["train"]["steps"] = steps;
   c["train"]["warmup"] = steps / 10;
   c["train"]["eval_every"] = eval_every;
