@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/cpu/kernels.h"
+#include "core/cpu/simd.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
 
@@ -107,65 +108,147 @@ void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tenso
   });
 }
 
-// The conv of one sequence is a sum over taps j of the whole [N, D] block shifted by
-// j - K/2 rows: each tap is one long contiguous axpy (or dot), which vectorises far
-// better than per-row loops over D channels.
+// The conv of one sequence, y[n] = sum_j w[j] x[n + j - K/2]: rows that see every tap go
+// in blocks of row_block rows x one vector of columns whose accumulators stay in
+// registers through all K taps, so a tap costs one load and one FMA per vector and the
+// block's rows are independent FMA chains. (Tap-by-tap axpys over the whole sequence
+// stored every partial sum back: K stores per output.) Every output element sums its
+// taps in ascending order on every path, so the blocking never changes a result.
+// The backward's dx is the same conv with the taps reversed (K is odd), and dw[j], the dot
+// of dy with x shifted by j, is summed for tap_group taps per row of dy, again with the
+// accumulators in registers.
 namespace {
 
-// Rows n of the output that tap shift s can reach: [max(0, -s), min(seq, seq - s)).
-struct TapRange {
+using simd::kLanes;
+using simd::load;
+using simd::store;
+using simd::Vec;
+
+constexpr int64_t row_block = 8;  // conv rows per register block
+constexpr int64_t tap_group = 8;  // dw taps per register block
+
+// Taps j of output row n that read inside the sequence: [first, last).
+struct TapSpan {
   int64_t first, last;
 };
-TapRange tap_range(int64_t shift, int64_t seq) {
-  return {std::max<int64_t>(0, -shift), std::min(seq, seq - shift)};
+TapSpan taps_inside(int64_t n, int64_t seq, int64_t taps) {
+  int64_t half = taps / 2;
+  return {std::max<int64_t>(0, half - n), std::min(taps, seq - n + half)};
 }
 
-constexpr int64_t tile_rows = 64;
+// Output row n, columns [c0, c1), taps clipped at the sequence ends.
+template <typename T>
+void conv_row(const T* x, const T* w, T* y, int64_t n, int64_t seq, int64_t width, int64_t taps,
+              int64_t c0, int64_t c1) {
+  constexpr int64_t lanes = kLanes<T>;
+  TapSpan s = taps_inside(n, seq, taps);
+  const T* base = x + (n - taps / 2) * width;
+  int64_t c = c0;
+  for (; c + lanes <= c1; c += lanes) {
+    Vec<T> acc{};
+    for (int64_t j = s.first; j < s.last; ++j) acc += w[j] * load(base + j * width + c);
+    store(y + n * width + c, acc);
+  }
+  for (; c < c1; ++c) {
+    T acc = 0;
+    for (int64_t j = s.first; j < s.last; ++j) acc += w[j] * base[j * width + c];
+    y[n * width + c] = acc;
+  }
+}
 
-// sum_i a[i] b[i] with 16 independent lanes summed in order: vectorisable without
-// reassociation, and the same result for any thread count.
-template <typename T> T lane_dot(const T* a, const T* b, int64_t n) {
-  constexpr int lanes = 16;
-  T acc[lanes] = {};
-  int64_t i = 0;
-  for (; i + lanes <= n; i += lanes)
-    for (int l = 0; l < lanes; ++l) acc[l] += a[i + l] * b[i + l];
-  for (; i < n; ++i) acc[0] += a[i] * b[i];
-  T total = 0;
-  for (int l = 0; l < lanes; ++l) total += acc[l];
-  return total;
+template <typename T>
+void conv_sequence(const T* x, const T* w, T* y, int64_t seq, int64_t width, int64_t taps) {
+  constexpr int64_t lanes = kLanes<T>;
+  int64_t half = taps / 2;
+  // Rows [lo, hi) see every tap; the blocks cover [lo, blocked), whole vectors of columns.
+  int64_t lo = std::min(half, seq), hi = std::max(lo, seq - half);
+  int64_t blocked = lo + (hi - lo) / row_block * row_block, vector_cols = width / lanes * lanes;
+  for (int64_t n = lo; n < blocked; n += row_block) {
+    const T* base = x + (n - half) * width;
+    for (int64_t c = 0; c < vector_cols; c += lanes) {
+      Vec<T> acc[row_block] = {};
+      for (int64_t j = 0; j < taps; ++j) {
+        T wj = w[j];
+#pragma GCC unroll 8
+        for (int64_t r = 0; r < row_block; ++r) acc[r] += wj * load(base + (r + j) * width + c);
+      }
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < row_block; ++r) store(y + (n + r) * width + c, acc[r]);
+    }
+    for (int64_t r = 0; r < row_block; ++r)
+      conv_row(x, w, y, n + r, seq, width, taps, vector_cols, width);
+  }
+  for (int64_t n = 0; n < lo; ++n) conv_row(x, w, y, n, seq, width, taps, 0, width);
+  for (int64_t n = blocked; n < seq; ++n) conv_row(x, w, y, n, seq, width, taps, 0, width);
+}
+
+// sums[j - j0] = sum over rows n of dy[n] . x[n + j - K/2] for the taps j in
+// [j0, j0 + tap_group) (taps >= K contribute nothing). Per tap: vector lanes accumulate
+// over rows, then the lanes and the leftover columns are added in a fixed order.
+template <typename T>
+void tap_dots_group(const T* x, const T* dy, T* sums, int64_t seq, int64_t width, int64_t taps,
+                    int64_t j0) {
+  constexpr int64_t lanes = kLanes<T>;
+  int64_t half = taps / 2, vector_cols = width / lanes * lanes;
+  // Rows where every tap of the group is a real tap reading inside the sequence.
+  bool whole = j0 + tap_group <= taps;
+  int64_t lo = std::clamp<int64_t>(half - j0, 0, seq);
+  int64_t hi = whole ? std::clamp<int64_t>(seq + half - (j0 + tap_group - 1), lo, seq) : lo;
+  T tail[tap_group] = {};
+  for (int64_t c = 0; c < vector_cols; c += lanes) {
+    Vec<T> acc[tap_group] = {};
+    for (int64_t n = lo; n < hi; ++n) {
+      Vec<T> g = load(dy + n * width + c);
+      const T* base = x + (n + j0 - half) * width + c;
+#pragma GCC unroll 8
+      for (int64_t t = 0; t < tap_group; ++t) acc[t] += g * load(base + t * width);
+    }
+    // The rows outside [lo, hi), where some taps of the group fall outside. (acc is only
+    // ever indexed by unrolled constants: a run-time index would force it into memory.)
+    for (int64_t n = 0; n < seq; ++n) {
+      if (n == lo) n = hi;
+      if (n >= seq) break;
+      TapSpan s = taps_inside(n, seq, taps);
+      Vec<T> g = load(dy + n * width + c);
+#pragma GCC unroll 8
+      for (int64_t t = 0; t < tap_group; ++t)
+        if (j0 + t >= s.first && j0 + t < s.last)
+          acc[t] += g * load(x + (n + j0 + t - half) * width + c);
+    }
+    for (int64_t t = 0; t < tap_group; ++t) sums[t] += simd::lane_sum<T>(acc[t]);
+  }
+  for (int64_t n = 0; n < seq && vector_cols < width; ++n) {  // columns after the last vector
+    TapSpan s = taps_inside(n, seq, taps);
+    for (int64_t j = std::max(j0, s.first); j < std::min(j0 + tap_group, s.last); ++j)
+      for (int64_t c = vector_cols; c < width; ++c)
+        tail[j - j0] += dy[n * width + c] * x[(n + j - half) * width + c];
+  }
+  for (int64_t t = 0; t < tap_group; ++t) sums[t] += tail[t];
+}
+
+// sums[j] = sum_n dy[n] . x[n + j - K/2] for every tap j of one sequence.
+template <typename T>
+void tap_dots(const T* x, const T* dy, T* sums, int64_t seq, int64_t width, int64_t taps) {
+  for (int64_t j0 = 0; j0 < taps; j0 += tap_group) {
+    T group[tap_group] = {};
+    tap_dots_group(x, dy, group, seq, width, taps, j0);
+    for (int64_t j = j0; j < std::min(taps, j0 + tap_group); ++j) sums[j] = group[j - j0];
+  }
 }
 
 }  // namespace
 
 void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
-  int64_t taps = w.dim(1), half = taps / 2;
+  int64_t taps = w.dim(1);
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
     const T* wp = w.data<T>();
     T* yp = y.data<T>();
     parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bh = begin; bh < end; ++bh) {
-        const T* xs = xp + bh * seq * width;
-        T* ys = yp + bh * seq * width;
-        const T* wh = wp + (bh % heads) * taps;
-        // y[n] += w[j] x[n + s] with s = j - half, over tiles of rows that stay in L1.
-        for (int64_t t0 = 0; t0 < seq; t0 += tile_rows) {
-          int64_t t1 = std::min(seq, t0 + tile_rows);
-          std::fill(ys + t0 * width, ys + t1 * width, T(0));
-          for (int64_t j = 0; j < taps; ++j) {
-            int64_t shift = j - half;
-            TapRange r = tap_range(shift, seq);
-            int64_t first = std::max(r.first, t0), last = std::min(r.last, t1);
-            if (last <= first) continue;
-            T wj = wh[j];
-            T* out = ys + first * width;
-            const T* in = xs + (first + shift) * width;
-            for (int64_t i = 0; i < (last - first) * width; ++i) out[i] += wj * in[i];
-          }
-        }
-      }
+      for (int64_t bh = begin; bh < end; ++bh)
+        conv_sequence(xp + bh * seq * width, wp + (bh % heads) * taps, yp + bh * seq * width, seq,
+                      width, taps);
     });
   });
 }
@@ -173,44 +256,22 @@ void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
 void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx,
                                  Tensor& dw) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
-  int64_t taps = w.dim(1), half = taps / 2;
+  int64_t taps = w.dim(1);
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
-    const T* wp = w.data<T>();
     const T* gp = dy.data<T>();
     T* dxp = dx.data<T>();
-    // Per sequence: dx[n + s] += w[j] dy[n] and partial[bh, j] = sum_n dy[n] . x[n + s].
+    // dx[m] = sum_j w[j] dy[m - (j - K/2)] = the conv of dy with the taps reversed.
+    std::vector<T> reversed(static_cast<std::size_t>(heads * taps));
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t j = 0; j < taps; ++j)
+        reversed[static_cast<std::size_t>(h * taps + j)] = w.data<T>()[h * taps + taps - 1 - j];
     std::vector<T> partial(static_cast<std::size_t>(batch * heads * taps), T(0));
     parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
       for (int64_t bh = begin; bh < end; ++bh) {
-        const T* gs = gp + bh * seq * width;
-        const T* xs = xp + bh * seq * width;
-        T* ds = dxp + bh * seq * width;
-        const T* wh = wp + (bh % heads) * taps;
-        // dx[m] += w[j] dy[m - s] over tiles of rows m of dx (in L1), then the tap sums.
-        for (int64_t t0 = 0; t0 < seq; t0 += tile_rows) {
-          int64_t t1 = std::min(seq, t0 + tile_rows);
-          std::fill(ds + t0 * width, ds + t1 * width, T(0));
-          for (int64_t j = 0; j < taps; ++j) {
-            int64_t shift = j - half;
-            // rows m = n + shift with n in the tap's range, clipped to the tile
-            TapRange r = tap_range(shift, seq);
-            int64_t first = std::max(r.first + shift, t0), last = std::min(r.last + shift, t1);
-            if (last <= first) continue;
-            T wj = wh[j];
-            T* out = ds + first * width;
-            const T* g = gs + (first - shift) * width;
-            for (int64_t i = 0; i < (last - first) * width; ++i) out[i] += wj * g[i];
-          }
-        }
-        for (int64_t j = 0; j < taps; ++j) {
-          int64_t shift = j - half;
-          TapRange r = tap_range(shift, seq);
-          if (r.last <= r.first) continue;
-          partial[static_cast<std::size_t>(bh * taps + j)] =
-              lane_dot(gs + r.first * width, xs + (r.first + shift) * width,
-                       (r.last - r.first) * width);
-        }
+        int64_t off = bh * seq * width;
+        conv_sequence(gp + off, reversed.data() + (bh % heads) * taps, dxp + off, seq, width, taps);
+        tap_dots(xp + off, gp + off, partial.data() + bh * taps, seq, width, taps);
       }
     });
     // dw[h, j] = sum over sequences in batch order (deterministic).

@@ -1,7 +1,7 @@
 // Register-tiled thin GEMM (see thin_gemm.h). A tile of R rows x V vectors of C lives in
 // registers while k runs: per k, V loads of an op(B) row and R broadcasts of op(A)
 // elements feed R * V fused multiply-adds. Built with -ffp-contract=fast (core/CMakeLists.txt)
-// so `acc += s * b` is one FMA; GCC vector extensions keep it portable across SIMD widths.
+// so `acc += s * b` is one FMA; core/cpu/simd.h keeps it portable across SIMD widths.
 #include "core/cpu/thin_gemm.h"
 
 #include <algorithm>
@@ -9,43 +9,21 @@
 #include <cstring>
 #include <utility>
 
+#include "core/cpu/simd.h"
+
 namespace lra::core::cpu {
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int kVectorBytes = 64;  // 32 zmm registers: 12 x 2 accumulators + 2 + 1
-constexpr int kTileRows = 12;
-#elif defined(__AVX__)
-constexpr int kVectorBytes = 32;  // 16 ymm registers: 6 x 2 accumulators + 2 + 1
-constexpr int kTileRows = 6;
-#else
-constexpr int kVectorBytes = 16;
-constexpr int kTileRows = 4;
-#endif
+using simd::kLanes;
+using simd::load;
+using simd::store;
+using simd::Vec;
+
+// Rows of the C tile: R x 2 accumulators + 2 op(B) vectors + 1 broadcast fit the registers.
+constexpr int kTileRows = simd::kRegisters == 32 ? 12 : simd::kVectorBytes == 32 ? 6 : 4;
 constexpr int kTileVectors = 2;
 // Rows of a transposed A copied into one contiguous run per k (see thin_gemm_rows).
 constexpr int64_t kPackRows = 8 * kTileRows;
-
-template <typename T> struct Simd;
-template <> struct Simd<float> {
-  typedef float type __attribute__((vector_size(kVectorBytes)));
-};
-template <> struct Simd<double> {
-  typedef double type __attribute__((vector_size(kVectorBytes)));
-};
-template <typename T> using Vec = typename Simd<T>::type;
-template <typename T> constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(T));
-
-template <typename T>
-inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-template <typename T>
-inline void store(T* p, const Vec<T>& v) {
-  std::memcpy(p, &v, sizeof v);
-}
 
 // One R x V-vector tile of C over the whole k range. op(A)(r, p) of the tile is
 // a[r + p * lda] when TransA (rows of A are k) and a[r * lda + p] otherwise; `b` points at
