@@ -142,8 +142,8 @@ class NystromAttention final : public Attention {
       Tensor d_s2 = core::softmax_backward(a, d_a, scale);
       core::gemm(d_s2, false, lk, false, d_lq, 1.0, 1.0);
       core::gemm(d_s2, true, lq, false, d_lk, 1.0, 1.0);
-      core::add_into(d_q, core::segment_means_backward(d_lq, q.shape(), mask));
-      core::add_into(d_k, core::segment_means_backward(d_lk, k.shape(), mask));
+      core::segment_means_backward_add(d_q, d_lq, mask);
+      core::segment_means_backward_add(d_k, d_lk, mask);
     }
     if (conv_kernel_ > 0) {
       core::ConvGrads g = core::depthwise_conv_seq_backward(saved.at("vm"), conv_.value, d_out);

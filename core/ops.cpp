@@ -308,18 +308,18 @@ SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask) {
   return r;
 }
 
-Tensor segment_means_backward(const Tensor& d_means, const Shape& x_shape, const Tensor& key_mask) {
-  check_rank(d_means, 3, 4, "segment_means_backward");
-  one_device("segment_means_backward", {&d_means, &key_mask});
+void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask) {
+  check_rank(d_means, 3, 4, "segment_means_backward_add");
+  check_same_dtype(dx, d_means, "segment_means_backward_add");
+  one_device("segment_means_backward_add", {&dx, &d_means, &key_mask});
+  const Shape& x_shape = dx.shape();
   LRA_CHECK(x_shape.rank() == d_means.rank() && x_shape[0] == d_means.dim(0) &&
                 x_shape[x_shape.rank() - 1] == d_means.dim(-1) &&
                 (x_shape.rank() == 3 || x_shape[1] == d_means.dim(1)),
-            "segment_means_backward: gradient {} does not match input shape {}",
+            "segment_means_backward_add: gradient {} does not match input shape {}",
             d_means.shape_str(), x_shape.str());
-  check_key_mask("segment_means_backward", key_mask, x_shape[0], x_shape[x_shape.rank() - 2]);
-  Tensor dx = Tensor::empty(x_shape, d_means.dtype(), d_means.device());
-  LRA_RUN(d_means.device(), segment_means_backward, d_means, key_mask, dx);
-  return dx;
+  check_key_mask("segment_means_backward_add", key_mask, x_shape[0], x_shape[x_shape.rank() - 2]);
+  LRA_RUN(d_means.device(), segment_means_backward_add, dx, d_means, key_mask);
 }
 
 // ---------------------------------------------------------------- depthwise conv

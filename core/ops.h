@@ -102,9 +102,10 @@ struct SegmentMeans {
 // segments as: the first m - n % m segments get n / m tokens, the rest one more.
 // m > n leaves the first m - n segments empty (mean 0, count 0).
 SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask = {});
-// Gradient w.r.t. x (shape `x_shape`) of segment_means given d_means.
-Tensor segment_means_backward(const Tensor& d_means, const Shape& x_shape,
-                              const Tensor& key_mask = {});
+// Adds the gradient w.r.t. x of segment_means (given d_means) into dx, x's shape: the
+// callers add it to another gradient of x, so no separate tensor is written and re-read.
+// Padded positions are left as they are.
+void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask = {});
 
 // ---------------------------------------------------------------- depthwise conv
 // y[b, h, n, :] = sum_j w[h, j] * x[b, h, n + j - K/2, :], zero padding outside [0, N);

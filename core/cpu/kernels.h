@@ -38,7 +38,7 @@ void transpose12(const Tensor& x, Tensor& y);
 
 void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& means,
                    Tensor& counts);
-void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tensor& dx);
+void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask);
 
 void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y);
 void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx,

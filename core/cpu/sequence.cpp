@@ -79,13 +79,12 @@ void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& m
   });
 }
 
-void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tensor& dx) {
+void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask) {
   SeqView v = view_of(dx);
   int64_t m = d_means.dim(-2);
   LRA_DISPATCH_FLOAT(dx.dtype(), T, [&] {
     const T* gp = d_means.data<T>();
     T* dp = dx.data<T>();
-    std::fill(dp, dp + dx.numel(), T(0));
     std::vector<std::vector<int64_t>> positions;
     for (int64_t b = 0; b < v.batch; ++b) positions.push_back(real_positions(key_mask, b, v.seq));
     parallel_for(v.batch * v.heads, 1, [&](int64_t begin, int64_t end) {
@@ -100,7 +99,7 @@ void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tenso
           T inv = T(1) / static_cast<T>(r1 - r0);
           for (int64_t r = r0; r < r1; ++r) {
             T* row = ds + pos[static_cast<std::size_t>(r)] * v.width;
-            for (int64_t d = 0; d < v.width; ++d) row[d] = g[d] * inv;
+            for (int64_t d = 0; d < v.width; ++d) row[d] += g[d] * inv;
           }
         }
       }

@@ -317,6 +317,8 @@ __global__ void segment_means_kernel(const T* x, const int* positions, const int
   if (threadIdx.x == 0 && bh % heads == 0) counts[b * m + s] = static_cast<T>(r1 - r0);
 }
 
+// Adds into dx; each real position belongs to exactly one segment, so no two threads
+// touch one element.
 template <typename T>
 __global__ void segment_means_backward_kernel(const T* dmeans, const int* positions, const int* count,
                                               int64_t heads, int64_t seq, int64_t width, int64_t m,
@@ -329,7 +331,7 @@ __global__ void segment_means_backward_kernel(const T* dmeans, const int* positi
   T inv = T(1) / static_cast<T>(r1 - r0);
   T* ds = dx + bh * seq * width;
   for (int64_t d = threadIdx.x; d < width; d += blockDim.x)
-    for (int64_t r = r0; r < r1; ++r) ds[positions[b * seq + r] * width + d] = dmeans[item * width + d] * inv;
+    for (int64_t r = r0; r < r1; ++r) ds[positions[b * seq + r] * width + d] += dmeans[item * width + d] * inv;
 }
 
 // ------------------------------------------------------------------ depthwise conv
@@ -656,10 +658,9 @@ void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& m
   });
 }
 
-void segment_means_backward(const Tensor& d_means, const Tensor& key_mask, Tensor& dx) {
+void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask) {
   SeqDims s = seq_dims(dx);
   int64_t m = d_means.dim(-2);
-  fill(dx, 0.0);
   RealPositions real(key_mask, s.batch, s.seq);
   const int* pos = real.positions();
   const int* count = real.counts();
