@@ -93,9 +93,7 @@ class NystromAttention final : public Attention {
       LRA_CHECK(q.dim(1) == heads_, "nystrom attention: built for {} heads, got input {}", heads_,
                 q.shape_str());
       core::check_same_dtype(v, conv_.value, "nystrom attention (inputs vs conv weight)");
-      Tensor vm = key_mask.defined() ? core::mask_seq(v, key_mask) : v;
-      core::add_into(out, core::depthwise_conv_seq(vm, conv_.value));
-      saved["vm"] = vm;
+      core::depthwise_conv_seq_add(out, v, conv_.value, key_mask);  // padded v rows read as 0
     }
   }
 
@@ -146,9 +144,7 @@ class NystromAttention final : public Attention {
       core::segment_means_backward_add(d_k, d_lk, mask);
     }
     if (conv_kernel_ > 0) {
-      core::ConvGrads g = core::depthwise_conv_seq_backward(saved.at("vm"), conv_.value, d_out);
-      core::add_into(d_v, mask.defined() ? core::mask_seq(g.dx, mask) : g.dx);
-      core::add_into(conv_.grad, g.dw);
+      core::depthwise_conv_seq_backward_add(d_v, conv_.grad, v, conv_.value, d_out, mask);
     }
   }
 

@@ -324,8 +324,9 @@ void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor&
 
 // ---------------------------------------------------------------- depthwise conv
 namespace {
-void check_conv(const char* op, const Tensor& x, const Tensor& w) {
+void check_conv(const char* op, const Tensor& x, const Tensor& w, const Tensor& key_mask) {
   check_rank(x, 4, 4, op);
+  check_key_mask(op, key_mask, x.dim(0), x.dim(2));
   check_rank(w, 2, 2, op);
   check_same_dtype(x, w, op);
   LRA_CHECK(w.dim(0) == x.dim(1), "{}: filter {} needs one row per head of input {}", op,
@@ -335,22 +336,40 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w) {
 }
 }  // namespace
 
-Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w) {
-  check_conv("depthwise_conv_seq", x, w);
-  one_device("depthwise_conv_seq", {&x, &w});
+Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask) {
+  check_conv("depthwise_conv_seq", x, w, key_mask);
+  one_device("depthwise_conv_seq", {&x, &w, &key_mask});
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  LRA_RUN(x.device(), depthwise_conv_seq, x, w, y);
+  LRA_RUN(x.device(), depthwise_conv_seq, x, w, key_mask, false, y);
   return y;
 }
 
-ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy) {
-  check_conv("depthwise_conv_seq_backward", x, w);
+void depthwise_conv_seq_add(Tensor& y, const Tensor& x, const Tensor& w, const Tensor& key_mask) {
+  check_conv("depthwise_conv_seq_add", x, w, key_mask);
+  require_same("depthwise_conv_seq_add", x, y);
+  one_device("depthwise_conv_seq_add", {&y, &x, &w, &key_mask});
+  LRA_RUN(x.device(), depthwise_conv_seq, x, w, key_mask, true, y);
+}
+
+ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                                      const Tensor& key_mask) {
+  check_conv("depthwise_conv_seq_backward", x, w, key_mask);
   require_same("depthwise_conv_seq_backward", x, dy);
-  one_device("depthwise_conv_seq_backward", {&x, &w, &dy});
+  one_device("depthwise_conv_seq_backward", {&x, &w, &dy, &key_mask});
   ConvGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
               Tensor::empty(w.shape(), w.dtype(), w.device())};
-  LRA_RUN(x.device(), depthwise_conv_seq_backward, x, w, dy, g.dx, g.dw);
+  LRA_RUN(x.device(), depthwise_conv_seq_backward, x, w, dy, key_mask, false, g.dx, g.dw);
   return g;
+}
+
+void depthwise_conv_seq_backward_add(Tensor& dx, Tensor& dw, const Tensor& x, const Tensor& w,
+                                     const Tensor& dy, const Tensor& key_mask) {
+  check_conv("depthwise_conv_seq_backward_add", x, w, key_mask);
+  require_same("depthwise_conv_seq_backward_add", x, dy);
+  require_same("depthwise_conv_seq_backward_add", x, dx);
+  require_same("depthwise_conv_seq_backward_add", w, dw);
+  one_device("depthwise_conv_seq_backward_add", {&dx, &dw, &x, &w, &dy, &key_mask});
+  LRA_RUN(x.device(), depthwise_conv_seq_backward, x, w, dy, key_mask, true, dx, dw);
 }
 
 }  // namespace lra::core

@@ -108,12 +108,22 @@ SegmentMeans segment_means(const Tensor& x, int64_t m, const Tensor& key_mask = 
 void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask = {});
 
 // ---------------------------------------------------------------- depthwise conv
-// y[b, h, n, :] = sum_j w[h, j] * x[b, h, n + j - K/2, :], zero padding outside [0, N);
+// y[b, h, n, :] = sum_j w[h, j] * x'[b, h, n + j - K/2, :], zero padding outside [0, N);
 // x: [B, H, N, D], w: [H, K] with K odd (the sequence is the conv axis, one filter per head).
-Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w);
+// x' is x with the rows of padded positions (key_mask [B, N], 0 = padding) read as 0, as
+// if x had gone through mask_seq first (without that copy).
+Tensor depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask = {});
+// y += the same conv: for callers adding it to another term (no separate tensor).
+void depthwise_conv_seq_add(Tensor& y, const Tensor& x, const Tensor& w,
+                            const Tensor& key_mask = {});
 struct ConvGrads {
   Tensor dx, dw;
 };
-ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy);
+// Gradients w.r.t. x (0 at padded rows) and w, given dy.
+ConvGrads depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                                      const Tensor& key_mask = {});
+// dx += the gradient w.r.t. x, dw += the gradient w.r.t. w.
+void depthwise_conv_seq_backward_add(Tensor& dx, Tensor& dw, const Tensor& x, const Tensor& w,
+                                     const Tensor& dy, const Tensor& key_mask = {});
 
 }  // namespace lra::core

@@ -135,28 +135,50 @@ TapSpan taps_inside(int64_t n, int64_t seq, int64_t taps) {
   return {std::max<int64_t>(0, half - n), std::min(taps, seq - n + half)};
 }
 
+// Where the conv of one sequence goes: y = the result, or y += it (accumulate); rows n
+// with keep[n] == 0 get 0 (or nothing added). keep == nullptr: every row.
+template <typename T> struct ConvOut {
+  T* y;
+  bool accumulate;
+  const unsigned char* keep;
+  bool kept(int64_t n) const { return !keep || keep[n]; }
+  void put(int64_t at, const Vec<T>& v, bool row_kept) const {
+    if (accumulate) {
+      if (row_kept) store(y + at, load(y + at) + v);
+    } else {
+      store(y + at, row_kept ? v : Vec<T>{});
+    }
+  }
+  void put(int64_t at, T v, bool row_kept) const {
+    if (accumulate) y[at] += row_kept ? v : T(0);
+    else y[at] = row_kept ? v : T(0);
+  }
+};
+
 // Output row n, columns [c0, c1), taps clipped at the sequence ends.
 template <typename T>
-void conv_row(const T* x, const T* w, T* y, int64_t n, int64_t seq, int64_t width, int64_t taps,
-              int64_t c0, int64_t c1) {
+void conv_row(const T* x, const T* w, const ConvOut<T>& out, int64_t n, int64_t seq, int64_t width,
+              int64_t taps, int64_t c0, int64_t c1) {
   constexpr int64_t lanes = kLanes<T>;
   TapSpan s = taps_inside(n, seq, taps);
   const T* base = x + (n - taps / 2) * width;
+  bool kept = out.kept(n);
   int64_t c = c0;
   for (; c + lanes <= c1; c += lanes) {
     Vec<T> acc{};
     for (int64_t j = s.first; j < s.last; ++j) acc += w[j] * load(base + j * width + c);
-    store(y + n * width + c, acc);
+    out.put(n * width + c, acc, kept);
   }
   for (; c < c1; ++c) {
     T acc = 0;
     for (int64_t j = s.first; j < s.last; ++j) acc += w[j] * base[j * width + c];
-    y[n * width + c] = acc;
+    out.put(n * width + c, acc, kept);
   }
 }
 
 template <typename T>
-void conv_sequence(const T* x, const T* w, T* y, int64_t seq, int64_t width, int64_t taps) {
+void conv_sequence(const T* x, const T* w, const ConvOut<T>& out, int64_t seq, int64_t width,
+                   int64_t taps) {
   constexpr int64_t lanes = kLanes<T>;
   int64_t half = taps / 2;
   // Rows [lo, hi) see every tap; the blocks cover [lo, blocked), whole vectors of columns.
@@ -172,13 +194,13 @@ void conv_sequence(const T* x, const T* w, T* y, int64_t seq, int64_t width, int
         for (int64_t r = 0; r < row_block; ++r) acc[r] += wj * load(base + (r + j) * width + c);
       }
 #pragma GCC unroll 8
-      for (int64_t r = 0; r < row_block; ++r) store(y + (n + r) * width + c, acc[r]);
+      for (int64_t r = 0; r < row_block; ++r) out.put((n + r) * width + c, acc[r], out.kept(n + r));
     }
     for (int64_t r = 0; r < row_block; ++r)
-      conv_row(x, w, y, n + r, seq, width, taps, vector_cols, width);
+      conv_row(x, w, out, n + r, seq, width, taps, vector_cols, width);
   }
-  for (int64_t n = 0; n < lo; ++n) conv_row(x, w, y, n, seq, width, taps, 0, width);
-  for (int64_t n = blocked; n < seq; ++n) conv_row(x, w, y, n, seq, width, taps, 0, width);
+  for (int64_t n = 0; n < lo; ++n) conv_row(x, w, out, n, seq, width, taps, 0, width);
+  for (int64_t n = blocked; n < seq; ++n) conv_row(x, w, out, n, seq, width, taps, 0, width);
 }
 
 // sums[j - j0] = sum over rows n of dy[n] . x[n + j - K/2] for the taps j in
@@ -237,50 +259,97 @@ void tap_dots(const T* x, const T* dy, T* sums, int64_t seq, int64_t width, int6
 
 }  // namespace
 
-void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
+// Per sequence b: the keep byte of each position, and whether any position is padding.
+struct SequenceMasks {
+  std::vector<unsigned char> keep;
+  std::vector<unsigned char> padded;
+  SequenceMasks(const Tensor& key_mask, int64_t batch, int64_t seq)
+      : padded(static_cast<std::size_t>(batch), 0) {
+    if (!key_mask.defined()) return;
+    keep.resize(static_cast<std::size_t>(batch * seq));
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<int64_t> real = real_positions(key_mask, b, seq);
+      for (int64_t i : real) keep[static_cast<std::size_t>(b * seq + i)] = 1;
+      padded[static_cast<std::size_t>(b)] = static_cast<int64_t>(real.size()) < seq;
+    }
+  }
+  // Keep bytes of sequence b, or nullptr when it has no padding.
+  const unsigned char* of(int64_t b, int64_t seq) const {
+    return padded.empty() || !padded[static_cast<std::size_t>(b)] ? nullptr
+                                                                   : keep.data() + b * seq;
+  }
+};
+
+// x of one sequence with its padded rows read as 0: x itself when nothing is padded, else
+// a copy in `scratch` (one sequence, cache-resident: no whole-tensor mask_seq pass).
+template <typename T>
+const T* masked_rows(const T* x, const unsigned char* keep, int64_t seq, int64_t width, T* scratch) {
+  if (!keep) return x;
+  for (int64_t n = 0; n < seq; ++n) {
+    if (keep[n]) std::copy(x + n * width, x + (n + 1) * width, scratch + n * width);
+    else std::fill(scratch + n * width, scratch + (n + 1) * width, T(0));
+  }
+  return scratch;
+}
+
+void depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask, bool accumulate,
+                        Tensor& y) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
   int64_t taps = w.dim(1);
+  SequenceMasks masks(key_mask, batch, seq);
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
     const T* wp = w.data<T>();
     T* yp = y.data<T>();
     parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bh = begin; bh < end; ++bh)
-        conv_sequence(xp + bh * seq * width, wp + (bh % heads) * taps, yp + bh * seq * width, seq,
+      // Scratch from lra's allocator, so it counts in the peak bytes.
+      Tensor scratch = key_mask.defined() ? Tensor::empty(Shape{seq, width}, x.dtype()) : Tensor();
+      for (int64_t bh = begin; bh < end; ++bh) {
+        int64_t off = bh * seq * width;
+        const unsigned char* keep = masks.of(bh / heads, seq);
+        const T* in = masked_rows(xp + off, keep, seq, width, keep ? scratch.data<T>() : nullptr);
+        conv_sequence(in, wp + (bh % heads) * taps, ConvOut<T>{yp + off, accumulate, nullptr}, seq,
                       width, taps);
+      }
     });
   });
 }
 
-void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx,
-                                 Tensor& dw) {
+void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                                 const Tensor& key_mask, bool accumulate, Tensor& dx, Tensor& dw) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
   int64_t taps = w.dim(1);
+  SequenceMasks masks(key_mask, batch, seq);
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
     const T* gp = dy.data<T>();
     T* dxp = dx.data<T>();
-    // dx[m] = sum_j w[j] dy[m - (j - K/2)] = the conv of dy with the taps reversed.
+    // dx[m] = sum_j w[j] dy[m - (j - K/2)] = the conv of dy with the taps reversed (then
+    // 0 at padded rows); dw[j] = sum_n dy[n] . x'[n + j - K/2] with x' the masked x.
     std::vector<T> reversed(static_cast<std::size_t>(heads * taps));
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t j = 0; j < taps; ++j)
         reversed[static_cast<std::size_t>(h * taps + j)] = w.data<T>()[h * taps + taps - 1 - j];
     std::vector<T> partial(static_cast<std::size_t>(batch * heads * taps), T(0));
     parallel_for(batch * heads, 1, [&](int64_t begin, int64_t end) {
+      Tensor scratch = key_mask.defined() ? Tensor::empty(Shape{seq, width}, x.dtype()) : Tensor();
       for (int64_t bh = begin; bh < end; ++bh) {
         int64_t off = bh * seq * width;
-        conv_sequence(gp + off, reversed.data() + (bh % heads) * taps, dxp + off, seq, width, taps);
-        tap_dots(xp + off, gp + off, partial.data() + bh * taps, seq, width, taps);
+        const unsigned char* keep = masks.of(bh / heads, seq);
+        conv_sequence(gp + off, reversed.data() + (bh % heads) * taps,
+                      ConvOut<T>{dxp + off, accumulate, keep}, seq, width, taps);
+        const T* in = masked_rows(xp + off, keep, seq, width, keep ? scratch.data<T>() : nullptr);
+        tap_dots(in, gp + off, partial.data() + bh * taps, seq, width, taps);
       }
     });
-    // dw[h, j] = sum over sequences in batch order (deterministic).
+    // dw[h, j] (+)= sum over sequences in batch order (deterministic).
     T* dwp = dw.data<T>();
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t j = 0; j < taps; ++j) {
         T total = 0;
         for (int64_t b = 0; b < batch; ++b)
           total += partial[static_cast<std::size_t>((b * heads + h) * taps + j)];
-        dwp[h * taps + j] = total;
+        dwp[h * taps + j] = accumulate ? dwp[h * taps + j] + total : total;
       }
   });
 }

@@ -41,9 +41,10 @@ void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& m
                    Tensor& counts);
 void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor& key_mask);
 
-void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y);
-void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx,
-                                 Tensor& dw);
+void depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask, bool accumulate,
+                        Tensor& y);
+void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                                 const Tensor& key_mask, bool accumulate, Tensor& dx, Tensor& dw);
 
 // Tensor plumbing on the device.
 void fill(Tensor& t, double value);

@@ -335,28 +335,36 @@ __global__ void segment_means_backward_kernel(const T* dmeans, const int* positi
 }
 
 // ------------------------------------------------------------------ depthwise conv
+// y (+)= the conv of mask * x (forward), or dx (+)= mask * the transposed conv of dy
+// (transpose): padded rows are read as 0 going in and get nothing coming back.
 template <typename T>
-__global__ void conv_kernel(const T* x, const T* w, int64_t heads, int64_t seq, int64_t width,
-                            int64_t taps, int64_t n_total, bool transpose, T* y) {
+__global__ void conv_kernel(const T* x, const T* w, const void* mask, bool mask_f32, int64_t heads,
+                            int64_t seq, int64_t width, int64_t taps, int64_t n_total,
+                            bool transpose, bool accumulate, T* y) {
   int64_t half = taps / 2;
   for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < n_total; o += int64_t(gridDim.x) * blockDim.x) {
-    int64_t d = o % width, n = (o / width) % seq, bh = o / (width * seq);
+    int64_t d = o % width, n = (o / width) % seq, bh = o / (width * seq), b = bh / heads;
     const T* wh = w + (bh % heads) * taps;
     const T* xs = x + bh * seq * width;
     T acc = 0;
-    for (int64_t j = 0; j < taps; ++j) {
-      // forward reads x[n + j - half]; the transposed (backward) conv reads dy[n - j + half].
-      int64_t src = transpose ? n - j + half : n + j - half;
-      if (src >= 0 && src < seq) acc += wh[j] * xs[src * width + d];
+    if (!transpose || !mask || mask_keep(mask, mask_f32, b * seq + n)) {
+      for (int64_t j = 0; j < taps; ++j) {
+        // forward reads x[n + j - half]; the transposed (backward) conv reads dy[n - j + half].
+        int64_t src = transpose ? n - j + half : n + j - half;
+        if (src < 0 || src >= seq) continue;
+        if (!transpose && mask && !mask_keep(mask, mask_f32, b * seq + src)) continue;
+        acc += wh[j] * xs[src * width + d];
+      }
     }
-    y[o] = acc;
+    y[o] = accumulate ? y[o] + acc : acc;
   }
 }
 
-// grid (H * taps): dw[h, j] = sum_{b, n, d} dy[b, h, n, d] x[b, h, n + j - half, d].
+// grid (H * taps): dw[h, j] (+)= sum_{b, n, d} dy[b, h, n, d] (mask * x)[b, h, n + j - half, d].
 template <typename T>
-__global__ void conv_dw_kernel(const T* x, const T* dy, int64_t batch, int64_t heads, int64_t seq,
-                               int64_t width, int64_t taps, T* dw) {
+__global__ void conv_dw_kernel(const T* x, const T* dy, const void* mask, bool mask_f32,
+                               int64_t batch, int64_t heads, int64_t seq, int64_t width,
+                               int64_t taps, bool accumulate, T* dw) {
   __shared__ T shared[block_threads];
   int64_t h = blockIdx.x / taps, j = blockIdx.x % taps, half = taps / 2;
   int64_t per_seq = seq * width;
@@ -365,11 +373,12 @@ __global__ void conv_dw_kernel(const T* x, const T* dy, int64_t batch, int64_t h
     int64_t b = i / per_seq, rem = i % per_seq, n = rem / width, d = rem % width;
     int64_t src = n + j - half;
     if (src < 0 || src >= seq) continue;
+    if (mask && !mask_keep(mask, mask_f32, b * seq + src)) continue;
     int64_t base = (b * heads + h) * per_seq;
     acc += dy[base + n * width + d] * x[base + src * width + d];
   }
   acc = block_sum(acc, shared);
-  if (threadIdx.x == 0) dw[blockIdx.x] = acc;
+  if (threadIdx.x == 0) dw[blockIdx.x] = accumulate ? dw[blockIdx.x] + acc : acc;
 }
 
 // ------------------------------------------------------------------ plumbing
@@ -671,24 +680,30 @@ void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor&
   });
 }
 
-void depthwise_conv_seq(const Tensor& x, const Tensor& w, Tensor& y) {
+void depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask, bool accumulate,
+                        Tensor& y) {
+  const void* mask = key_mask.defined() ? key_mask.raw_data() : nullptr;
+  bool mask_f32 = key_mask.defined() && key_mask.dtype() == DType::f32;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
-    conv_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(x), cptr<T>(w), x.dim(1), x.dim(2),
-                                                           x.dim(3), w.dim(1), x.numel(), false,
-                                                           mptr<T>(y));
+    conv_kernel<T><<<grid_for(x.numel()), block_threads>>>(
+        cptr<T>(x), cptr<T>(w), mask, mask_f32, x.dim(1), x.dim(2), x.dim(3), w.dim(1), x.numel(),
+        false, accumulate, mptr<T>(y));
     LRA_CUDA_CHECK_LAUNCH();
   });
 }
 
-void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor& dx,
-                                 Tensor& dw) {
+void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
+                                 const Tensor& key_mask, bool accumulate, Tensor& dx, Tensor& dw) {
+  const void* mask = key_mask.defined() ? key_mask.raw_data() : nullptr;
+  bool mask_f32 = key_mask.defined() && key_mask.dtype() == DType::f32;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
-    conv_kernel<T><<<grid_for(x.numel()), block_threads>>>(cptr<T>(dy), cptr<T>(w), x.dim(1), x.dim(2),
-                                                           x.dim(3), w.dim(1), x.numel(), true,
-                                                           mptr<T>(dx));
+    conv_kernel<T><<<grid_for(x.numel()), block_threads>>>(
+        cptr<T>(dy), cptr<T>(w), mask, mask_f32, x.dim(1), x.dim(2), x.dim(3), w.dim(1), x.numel(),
+        true, accumulate, mptr<T>(dx));
     LRA_CUDA_CHECK_LAUNCH();
     conv_dw_kernel<T><<<static_cast<unsigned>(w.numel()), block_threads>>>(
-        cptr<T>(x), cptr<T>(dy), x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(1), mptr<T>(dw));
+        cptr<T>(x), cptr<T>(dy), mask, mask_f32, x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(1),
+        accumulate, mptr<T>(dw));
     LRA_CUDA_CHECK_LAUNCH();
   });
 }

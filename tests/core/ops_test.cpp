@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "core/ops_attention.h"
 #include "core/parallel.h"
 #include "core/rng.h"
 #include "tests/support/grad_check.h"
@@ -466,6 +467,32 @@ TEST(DepthwiseConv, RegisterBlocksMatchDirectLoops) {
       EXPECT_LT(max_rel_diff(depthwise_conv_seq(x, w).to_vector(), want.y), tol);
       EXPECT_LT(max_rel_diff(got.dx.to_vector(), want.dx), tol);
       EXPECT_LT(max_rel_diff(got.dw.to_vector(), want.dw), tol);
+
+      // With a key mask (sequence 0 full, sequence 1 with holes and a padded tail): the
+      // conv of mask_seq(x), dx zero at padded rows; the _add forms add onto what is there.
+      std::vector<double> keep(static_cast<std::size_t>(2 * c.seq), 1.0);
+      for (int64_t i = 0; i < c.seq; ++i)
+        if (i % 5 == 2 || i >= c.seq - c.seq / 4) keep[static_cast<std::size_t>(c.seq + i)] = 0;
+      Tensor mask = Tensor::from_values(Shape{2, c.seq}, keep, dtype);
+      Tensor garbage = x.clone();  // padded rows of x hold values that must not matter
+      ConvReference masked = conv_reference(mask_seq(garbage, mask), w, dy);
+      for (std::size_t i = 0; i < masked.dx.size(); ++i) {
+        std::size_t row = i / static_cast<std::size_t>(c.width);
+        std::size_t b = row / static_cast<std::size_t>(3 * c.seq);
+        masked.dx[i] *= keep[b * static_cast<std::size_t>(c.seq) + row % static_cast<std::size_t>(c.seq)];
+      }
+      EXPECT_LT(max_rel_diff(depthwise_conv_seq(garbage, w, mask).to_vector(), masked.y), tol);
+      ConvGrads mg = depthwise_conv_seq_backward(garbage, w, dy, mask);
+      EXPECT_LT(max_rel_diff(mg.dx.to_vector(), masked.dx), tol);
+      EXPECT_LT(max_rel_diff(mg.dw.to_vector(), masked.dw), tol);
+      Tensor base_y = randn(shape, 164, dtype), y = base_y.clone();
+      depthwise_conv_seq_add(y, garbage, w, mask);
+      EXPECT_LT(max_rel_diff(sub(y, base_y).to_vector(), masked.y), 10 * tol);
+      Tensor base_dx = randn(shape, 165, dtype), dx = base_dx.clone();
+      Tensor base_dw = randn(w.shape(), 166, dtype), dw = base_dw.clone();
+      depthwise_conv_seq_backward_add(dx, dw, garbage, w, dy, mask);
+      EXPECT_LT(max_rel_diff(sub(dx, base_dx).to_vector(), masked.dx), 10 * tol);
+      EXPECT_LT(max_rel_diff(sub(dw, base_dw).to_vector(), masked.dw), 10 * tol);
     }
   }
 }
