@@ -67,15 +67,14 @@ class NystromAttention final : public Attention {
       Tensor a = core::set_rows_identity(a_soft, lmask);                                // [B,H,m,m]
       Tensor b = core::softmax(core::matmul(lq.means, k, false, true), key_mask, scale);  // [B,H,m,N]
       Tensor bv = core::matmul(b, v);  // [B,H,m,D]
-      Tensor z = core::pinv_init(a);
-      for (int64_t j = 0; j < iters_; ++j) {
-        PinvStep step = pinv_step(a, z);
-        // The products are kept, so the backward recomputes none of them.
-        saved[fmt::format("z{}", j)] = z;
-        saved[fmt::format("p{}", j)] = step.p;
-        saved[fmt::format("u1_{}", j)] = step.u1;
-        saved[fmt::format("u2_{}", j)] = step.u2;
-        z = step.next;
+      core::PinvIteration pinv = core::pinv_iterate(a, core::pinv_init(a), iters_);
+      const Tensor& z = pinv.z;
+      // Every step's products are kept, so the backward recomputes none of them.
+      for (std::size_t j = 0; j < pinv.steps.size(); ++j) {
+        saved[fmt::format("z{}", j)] = pinv.steps[j].z;
+        saved[fmt::format("p{}", j)] = pinv.steps[j].p;
+        saved[fmt::format("u1_{}", j)] = pinv.steps[j].u1;
+        saved[fmt::format("u2_{}", j)] = pinv.steps[j].u2;
       }
       Tensor x = core::matmul(z, bv);  // [B,H,m,D]
       out = core::matmul(f, x);
@@ -129,12 +128,13 @@ class NystromAttention final : public Attention {
       Tensor d_s3 = core::softmax_backward(b, d_b, scale);
       Tensor d_lq = core::matmul(d_s3, k);
       d_k = core::matmul(d_s3, lq, true, false);
-      // Through the iteration, last step first.
+      // Through the iteration, then Z0 = Aᵀ / (‖A‖₁ ‖A‖∞).
+      std::vector<core::PinvStep> steps;
+      for (int64_t j = 0; j < iters_; ++j)
+        steps.push_back({saved.at(fmt::format("z{}", j)), saved.at(fmt::format("p{}", j)),
+                         saved.at(fmt::format("u1_{}", j)), saved.at(fmt::format("u2_{}", j))});
       Tensor d_a = Tensor::zeros(a.shape(), a.dtype(), a.device());
-      for (int64_t j = iters_ - 1; j >= 0; --j)
-        d_z = pinv_step_backward(a, saved.at(fmt::format("z{}", j)), saved.at(fmt::format("p{}", j)),
-                                 saved.at(fmt::format("u1_{}", j)),
-                                 saved.at(fmt::format("u2_{}", j)), d_z, d_a);
+      d_z = core::pinv_iterate_backward(a, steps, d_z, d_a);
       core::add_into(d_a, core::pinv_init_backward(a, d_z));
       d_a = core::mask_seq(d_a, saved.at("lmask"));  // unit rows of empty landmarks are constant
       Tensor d_s2 = core::softmax_backward(a, d_a, scale);
@@ -177,44 +177,6 @@ class NystromAttention final : public Attention {
   }
 
  private:
-  // One step Z' = ¼ Z (13I − P(15I − P(7I − P))), P = A Z, as GEMMs with scaled copies:
-  // U1 = 7P − P·P, U2 = 15P − P·U1, Z' = 13/4 Z − 1/4 Z·U2.
-  struct PinvStep {
-    Tensor next, p, u1, u2;
-  };
-  static PinvStep pinv_step(const Tensor& a, const Tensor& z) {
-    Tensor p = core::matmul(a, z);
-    Tensor u1 = core::scale(p, 7.0);
-    core::gemm(p, false, p, false, u1, -1.0, 1.0);
-    Tensor u2 = core::scale(p, 15.0);
-    core::gemm(p, false, u1, false, u2, -1.0, 1.0);
-    Tensor next = core::scale(z, 13.0 / 4.0);
-    core::gemm(z, false, u2, false, next, -0.25, 1.0);
-    return {next, p, u1, u2};
-  }
-  // Backward of pinv_step at (a, z) with its saved products p, u1, u2, given d_next:
-  // returns dZ and adds dA into d_a.
-  static Tensor pinv_step_backward(const Tensor& a, const Tensor& z, const Tensor& p,
-                                   const Tensor& u1, const Tensor& u2, const Tensor& d_next,
-                                   Tensor& d_a) {
-    // Z' = 13/4 Z − 1/4 Z U2
-    Tensor d_z = core::scale(d_next, 13.0 / 4.0);
-    core::gemm(d_next, false, u2, true, d_z, -0.25, 1.0);
-    Tensor d_u2 = core::matmul(z, d_next, true, false, -0.25);
-    // U2 = 15P − P U1
-    Tensor d_p = core::scale(d_u2, 15.0);
-    core::gemm(d_u2, false, u1, true, d_p, -1.0, 1.0);
-    Tensor d_u1 = core::matmul(p, d_u2, true, false, -1.0);
-    // U1 = 7P − P P
-    core::add_into(d_p, d_u1, 7.0);
-    core::gemm(d_u1, false, p, true, d_p, -1.0, 1.0);
-    core::gemm(p, true, d_u1, false, d_p, -1.0, 1.0);
-    // P = A Z
-    core::gemm(d_p, false, z, true, d_a, 1.0, 1.0);
-    core::gemm(a, true, d_p, false, d_z, 1.0, 1.0);
-    return d_z;
-  }
-
   int64_t m_, iters_, conv_kernel_, heads_;
   AttentionOptions options_;
   Parameter conv_;

@@ -2,6 +2,7 @@
 #include "core/ops_attention.h"
 
 #include "core/cpu/attention_kernels.h"
+#include "core/ops.h"
 #include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/attention_kernels.h"
@@ -103,6 +104,93 @@ Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0) {
   Tensor da = Tensor::empty(a.shape(), a.dtype(), a.device());
   LRA_ATTN_RUN(a.device(), pinv_init_backward, a, dz0, da);
   return da;
+}
+
+namespace {
+// One step as whole-batch GEMMs and scaled copies: the CUDA path (batched cuBLAS calls;
+// a one-block-per-matrix kernel is issue 8's fused Nyström).
+PinvStep composed_step(const Tensor& a, const Tensor& z, Tensor& next) {
+  PinvStep s{z, matmul(a, z), Tensor(), Tensor()};
+  s.u1 = scale(s.p, 7.0);
+  gemm(s.p, false, s.p, false, s.u1, -1.0, 1.0);
+  s.u2 = scale(s.p, 15.0);
+  gemm(s.p, false, s.u1, false, s.u2, -1.0, 1.0);
+  next = scale(z, 13.0 / 4.0);
+  gemm(z, false, s.u2, false, next, -0.25, 1.0);
+  return s;
+}
+
+// Backward of one step given d_next: adds dA into d_a, returns dZ.
+Tensor composed_step_backward(const Tensor& a, const PinvStep& s, const Tensor& d_next, Tensor& d_a) {
+  // Z' = 13/4 Z − 1/4 Z U2
+  Tensor d_z = scale(d_next, 13.0 / 4.0);
+  gemm(d_next, false, s.u2, true, d_z, -0.25, 1.0);
+  Tensor d_u2 = matmul(s.z, d_next, true, false, -0.25);
+  // U2 = 15P − P U1
+  Tensor d_p = scale(d_u2, 15.0);
+  gemm(d_u2, false, s.u1, true, d_p, -1.0, 1.0);
+  Tensor d_u1 = matmul(s.p, d_u2, true, false, -1.0);
+  // U1 = 7P − P P
+  add_into(d_p, d_u1, 7.0);
+  gemm(d_u1, false, s.p, true, d_p, -1.0, 1.0);
+  gemm(s.p, true, d_u1, false, d_p, -1.0, 1.0);
+  // P = A Z
+  gemm(d_p, false, s.z, true, d_a, 1.0, 1.0);
+  gemm(a, true, d_p, false, d_z, 1.0, 1.0);
+  return d_z;
+}
+}  // namespace
+
+PinvIteration pinv_iterate(const Tensor& a, const Tensor& z0, int64_t iters) {
+  check_square("pinv_iterate", a);
+  check_same_shape(a, z0, "pinv_iterate");
+  check_same_dtype(a, z0, "pinv_iterate");
+  one_device("pinv_iterate", {&a, &z0});
+  LRA_CHECK(iters >= 0, "pinv_iterate: iterations must be >= 0, got {}", iters);
+  PinvIteration r;
+  if (a.device() == Device::cuda) {
+    Tensor z = z0;
+    for (int64_t j = 0; j < iters; ++j) {
+      Tensor next;
+      r.steps.push_back(composed_step(a, z, next));
+      z = next;
+    }
+    r.z = z;
+    return r;
+  }
+  if (iters == 0) {
+    r.z = z0;
+    return r;
+  }
+  auto fresh = [&] { return Tensor::empty(a.shape(), a.dtype(), a.device()); };
+  for (int64_t j = 0; j < iters; ++j) r.steps.push_back({fresh(), fresh(), fresh(), fresh()});
+  r.z = fresh();
+  cpu::pinv_iterate(a, z0, r.steps, r.z);
+  return r;
+}
+
+Tensor pinv_iterate_backward(const Tensor& a, const std::vector<PinvStep>& steps, const Tensor& d_z,
+                             Tensor& d_a) {
+  check_square("pinv_iterate_backward", a);
+  check_same_shape(a, d_z, "pinv_iterate_backward");
+  check_same_shape(a, d_a, "pinv_iterate_backward");
+  check_same_dtype(a, d_z, "pinv_iterate_backward");
+  check_same_dtype(a, d_a, "pinv_iterate_backward");
+  for (const PinvStep& s : steps)
+    for (const Tensor* t : {&s.z, &s.p, &s.u1, &s.u2}) {
+      check_same_shape(a, *t, "pinv_iterate_backward (saved step)");
+      check_same_dtype(a, *t, "pinv_iterate_backward (saved step)");
+    }
+  one_device("pinv_iterate_backward", {&a, &d_z, &d_a});
+  if (a.device() == Device::cuda) {
+    Tensor g = d_z;
+    for (auto s = steps.rbegin(); s != steps.rend(); ++s) g = composed_step_backward(a, *s, g, d_a);
+    return g;
+  }
+  if (steps.empty()) return d_z.clone();
+  Tensor d_z0 = Tensor::empty(a.shape(), a.dtype(), a.device());
+  cpu::pinv_iterate_backward(a, steps, d_z, d_a, d_z0);
+  return d_z0;
 }
 
 Tensor crop2d(const Tensor& x, int64_t rows, int64_t cols) {

@@ -6,6 +6,7 @@
 // core/cuda/attention_ops.cu; an lra::Error for CUDA in a build without it), f32
 // and f64, each forward with its backward beside it.
 #include <cstdint>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -43,6 +44,24 @@ Tensor pinv_init(const Tensor& a);
 // the first maximising column / row (a subgradient where there is a tie) and uses
 // sign(A) (0 at 0) for the absolute values.
 Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0);
+
+// ---------------------------------------------------------------- pseudo-inverse iteration
+// The Nyströmformer iteration on each square matrix A of a ([..., m, m]) from Z0 = z0,
+// `iters` times:  P = A Z,  U1 = 7P − P P,  U2 = 15P − P U1,  Z' = 13/4 Z − 1/4 Z U2
+// (= ¼ Z (13I − P (15I − P (7I − P)))). `steps[j]` keeps what step j started from and
+// computed, which is all its backward reads.
+struct PinvStep {
+  Tensor z, p, u1, u2;
+};
+struct PinvIteration {
+  Tensor z;  // the last iterate
+  std::vector<PinvStep> steps;
+};
+PinvIteration pinv_iterate(const Tensor& a, const Tensor& z0, int64_t iters);
+// Backward of pinv_iterate given d_z (gradient of the last iterate): adds dA into d_a
+// and returns the gradient w.r.t. z0.
+Tensor pinv_iterate_backward(const Tensor& a, const std::vector<PinvStep>& steps, const Tensor& d_z,
+                             Tensor& d_a);
 
 // ---------------------------------------------------------------- crops
 // Top-left rows x cols block of a rank-2 tensor, copied (e.g. the first N columns of a

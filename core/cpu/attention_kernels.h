@@ -1,6 +1,12 @@
 #pragma once
 // CPU kernels behind core/ops_attention.h (validated and allocated by the dispatching op).
+#include <vector>
+
 #include "core/tensor.h"
+
+namespace lra::core {
+struct PinvStep;  // core/ops_attention.h (not included: its exp() would shadow CUDA's in .cu files)
+}
 
 namespace lra::core::cpu {
 
@@ -13,6 +19,11 @@ void mask_seq(const Tensor& x, const Tensor& key_mask, Tensor& y);
 void set_rows_identity(const Tensor& a, const Tensor& row_mask, Tensor& y);
 void pinv_init(const Tensor& a, Tensor& z0);
 void pinv_init_backward(const Tensor& a, const Tensor& dz0, Tensor& da);
+// core/cpu/pinv_iteration.cpp: every step of one matrix in one thread, in cache. steps
+// arrive allocated; z is the last iterate.
+void pinv_iterate(const Tensor& a, const Tensor& z0, std::vector<PinvStep>& steps, Tensor& z);
+void pinv_iterate_backward(const Tensor& a, const std::vector<PinvStep>& steps, const Tensor& d_z,
+                           Tensor& d_a, Tensor& d_z0);
 void crop2d(const Tensor& x, Tensor& y);
 void crop2d_backward_add(Tensor& dx, const Tensor& dy);
 void attn_dropout_mask(double p, uint64_t seed, uint64_t offset, Tensor& y);
