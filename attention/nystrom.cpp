@@ -55,17 +55,17 @@ class NystromAttention final : public Attention {
     saved["v"] = v;
     if (key_mask.defined()) saved["mask"] = key_mask;
     if (m_ >= n) {
-      Tensor probs = core::softmax(core::matmul(q, k, false, true), key_mask, scale);
+      Tensor probs = core::matmul_softmax(q, k, false, true, key_mask, scale);
       out = core::matmul(probs, v);
       saved["probs"] = probs;
     } else {
       core::SegmentMeans lq = core::segment_means(q, m_, key_mask);
       core::SegmentMeans lk = core::segment_means(k, m_, key_mask);
       const Tensor& lmask = lq.counts;  // nonzero = landmark has tokens
-      Tensor f = core::softmax(core::matmul(q, lk.means, false, true), lmask, scale);  // [B,H,N,m]
-      Tensor a_soft = core::softmax(core::matmul(lq.means, lk.means, false, true), lmask, scale);
-      Tensor a = core::set_rows_identity(a_soft, lmask);                                // [B,H,m,m]
-      Tensor b = core::softmax(core::matmul(lq.means, k, false, true), key_mask, scale);  // [B,H,m,N]
+      Tensor f = core::matmul_softmax(q, lk.means, false, true, lmask, scale);  // [B,H,N,m]
+      Tensor a_soft = core::matmul_softmax(lq.means, lk.means, false, true, lmask, scale);
+      Tensor a = core::set_rows_identity(a_soft, lmask);                            // [B,H,m,m]
+      Tensor b = core::matmul_softmax(lq.means, k, false, true, key_mask, scale);  // [B,H,m,N]
       Tensor bv = core::matmul(b, v);  // [B,H,m,D]
       core::PinvIteration pinv = core::pinv_iterate(a, core::pinv_init(a), iters_);
       const Tensor& z = pinv.z;
@@ -105,7 +105,7 @@ class NystromAttention final : public Attention {
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
     if (saved.has("probs")) {
       const Tensor& probs = saved.at("probs");
-      Tensor d_scores = core::softmax_backward(probs, core::matmul(d_out, v, false, true), scale);
+      Tensor d_scores = core::matmul_softmax_backward(probs, d_out, v, false, true, scale);
       d_v = core::matmul(probs, d_out, true, false);
       d_q = core::matmul(d_scores, k);
       d_k = core::matmul(d_scores, q, true, false);
@@ -117,15 +117,13 @@ class NystromAttention final : public Attention {
       const Tensor& b = saved.at("b");
       // out = F X, X = Z (B V)
       Tensor d_x = core::matmul(f, d_out, true, false);
-      Tensor d_f = core::matmul(d_out, saved.at("x"), false, true);
-      Tensor d_s1 = core::softmax_backward(f, d_f, scale);
+      Tensor d_s1 = core::matmul_softmax_backward(f, d_out, saved.at("x"), false, true, scale);
       d_q = core::matmul(d_s1, lk);
       Tensor d_lk = core::matmul(d_s1, q, true, false);
       Tensor d_z = core::matmul(d_x, saved.at("bv"), false, true);
       Tensor d_bv = core::matmul(saved.at("z"), d_x, true, false);
-      Tensor d_b = core::matmul(d_bv, v, false, true);
       d_v = core::matmul(b, d_bv, true, false);
-      Tensor d_s3 = core::softmax_backward(b, d_b, scale);
+      Tensor d_s3 = core::matmul_softmax_backward(b, d_bv, v, false, true, scale);
       Tensor d_lq = core::matmul(d_s3, k);
       d_k = core::matmul(d_s3, lq, true, false);
       // Through the iteration, then Z0 = Aᵀ / (‖A‖₁ ‖A‖∞).

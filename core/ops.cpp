@@ -4,6 +4,8 @@
 #include <algorithm>
 
 #include "core/cpu/kernels.h"
+#include "core/cpu/matmul_softmax.h"
+#include "core/cpu/thin_gemm.h"
 #include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/kernels.h"
@@ -35,43 +37,69 @@ void check_key_mask(const char* op, const Tensor& mask, int64_t batch, int64_t s
 }  // namespace
 
 // ---------------------------------------------------------------- GEMM
-void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
-          double beta) {
-  check_rank(a, 2, 4, "gemm (a)");
-  check_rank(b, 2, 4, "gemm (b)");
-  check_rank(c, 2, 4, "gemm (c)");
-  check_same_dtype(a, b, "gemm");
-  check_same_dtype(a, c, "gemm");
-  one_device("gemm", {&a, &b, &c});
-  int64_t m = ta ? a.dim(-1) : a.dim(-2);
-  int64_t k = ta ? a.dim(-2) : a.dim(-1);
+namespace {
+// Sizes of c = op(a) op(b) for p batch indices, checked: m x k times k x n.
+struct GemmDims {
+  int64_t m, n, k, pa, pb, pc, p;
+};
+GemmDims check_gemm(const char* op, const Tensor& a, bool ta, const Tensor& b, bool tb,
+                    const Tensor& c) {
+  check_rank(a, 2, 4, op);
+  check_rank(b, 2, 4, op);
+  check_rank(c, 2, 4, op);
+  check_same_dtype(a, b, op);
+  check_same_dtype(a, c, op);
+  one_device(op, {&a, &b, &c});
+  GemmDims d{};
+  d.m = ta ? a.dim(-1) : a.dim(-2);
+  d.k = ta ? a.dim(-2) : a.dim(-1);
   int64_t kb = tb ? b.dim(-1) : b.dim(-2);
-  int64_t n = tb ? b.dim(-2) : b.dim(-1);
-  LRA_CHECK(k == kb, "gemm: inner dimensions differ: op(a) of {} is {}x{}, op(b) of {} is {}x{}",
-            a.shape_str(), m, k, b.shape_str(), kb, n);
-  LRA_CHECK(c.dim(-2) == m && c.dim(-1) == n, "gemm: output {} is not {}x{} (a {}, b {})",
-            c.shape_str(), m, n, a.shape_str(), b.shape_str());
-  int64_t pa = batch_count(a), pb = batch_count(b), pc = batch_count(c);
-  int64_t p = std::max({pa, pb, pc});
-  LRA_CHECK((pa == 1 || pa == p) && (pb == 1 || pb == p) && (pc == 1 || pc == p),
-            "gemm: batch counts differ: a {} ({}), b {} ({}), c {} ({})", a.shape_str(), pa,
-            b.shape_str(), pb, c.shape_str(), pc);
-  if (c.numel() == 0) return;
-  if (k == 0) {
-    LRA_RUN(c.device(), axpby, c, beta, Tensor(), 0.0);
-    return;
-  }
-  LRA_RUN(a.device(), gemm, a, ta, b, tb, c, alpha, beta, m, n, k, pa, pb, pc);
+  d.n = tb ? b.dim(-2) : b.dim(-1);
+  LRA_CHECK(d.k == kb, "{}: inner dimensions differ: op(a) of {} is {}x{}, op(b) of {} is {}x{}",
+            op, a.shape_str(), d.m, d.k, b.shape_str(), kb, d.n);
+  LRA_CHECK(c.dim(-2) == d.m && c.dim(-1) == d.n, "{}: output {} is not {}x{} (a {}, b {})", op,
+            c.shape_str(), d.m, d.n, a.shape_str(), b.shape_str());
+  d.pa = batch_count(a);
+  d.pb = batch_count(b);
+  d.pc = batch_count(c);
+  d.p = std::max({d.pa, d.pb, d.pc});
+  LRA_CHECK((d.pa == 1 || d.pa == d.p) && (d.pb == 1 || d.pb == d.p) && (d.pc == 1 || d.pc == d.p),
+            "{}: batch counts differ: a {} ({}), b {} ({}), c {} ({})", op, a.shape_str(), d.pa,
+            b.shape_str(), d.pb, c.shape_str(), d.pc);
+  return d;
 }
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb, double alpha) {
+// The output of op(a) op(b): leading dims from the operand with the larger batch.
+Tensor product_like(const Tensor& a, bool ta, const Tensor& b, bool tb) {
   check_rank(a, 2, 4, "matmul (a)");
   check_rank(b, 2, 4, "matmul (b)");
   const Tensor& lead = batch_count(b) > batch_count(a) ? b : a;
   std::vector<int64_t> dims = lead.shape().to_vector();
   dims[dims.size() - 2] = ta ? a.dim(-1) : a.dim(-2);
   dims[dims.size() - 1] = tb ? b.dim(-2) : b.dim(-1);
-  Tensor c = Tensor::empty(Shape(dims), a.dtype(), a.device());
+  return Tensor::empty(Shape(dims), a.dtype(), a.device());
+}
+
+// The fused CPU kernels of matmul_softmax take products the thin GEMM kernel suits.
+bool fused_product(const Tensor& c, const GemmDims& d) {
+  return c.device() == Device::cpu && d.k > 0 && d.pc == d.p && c.numel() > 0 &&
+         cpu::thin_gemm_suits(d.m, d.n, d.k);
+}
+}  // namespace
+
+void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double alpha,
+          double beta) {
+  GemmDims d = check_gemm("gemm", a, ta, b, tb, c);
+  if (c.numel() == 0) return;
+  if (d.k == 0) {
+    LRA_RUN(c.device(), axpby, c, beta, Tensor(), 0.0);
+    return;
+  }
+  LRA_RUN(a.device(), gemm, a, ta, b, tb, c, alpha, beta, d.m, d.n, d.k, d.pa, d.pb, d.pc);
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb, double alpha) {
+  Tensor c = product_like(a, ta, b, tb);
   gemm(a, ta, b, tb, c, alpha, 0.0);
   return c;
 }
@@ -111,6 +139,29 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale) {
   one_device("softmax_backward", {&y, &dy});
   Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
   LRA_RUN(y.device(), softmax_backward, y, dy, scale, dx);
+  return dx;
+}
+
+Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool ta, bool tb, const Tensor& key_mask,
+                      double scale) {
+  Tensor y = product_like(a, ta, b, tb);
+  GemmDims d = check_gemm("matmul_softmax", a, ta, b, tb, y);
+  one_device("matmul_softmax", {&a, &key_mask});
+  if (key_mask.defined()) check_key_mask("matmul_softmax", key_mask, y.dim(0), d.n);
+  LRA_CHECK(!key_mask.defined() || y.rank() >= 3,
+            "matmul_softmax: a key mask needs a batch dim (product {})", y.shape_str());
+  if (!fused_product(y, d)) return softmax(matmul(a, b, ta, tb), key_mask, scale);
+  cpu::matmul_softmax(a, ta, b, tb, key_mask, scale, {d.m, d.n, d.k, d.p, d.pa, d.pb}, y);
+  return y;
+}
+
+Tensor matmul_softmax_backward(const Tensor& y, const Tensor& a, const Tensor& b, bool ta, bool tb,
+                               double scale) {
+  GemmDims d = check_gemm("matmul_softmax_backward", a, ta, b, tb, y);
+  one_device("matmul_softmax_backward", {&y, &a, &b});
+  if (!fused_product(y, d)) return softmax_backward(y, matmul(a, b, ta, tb), scale);
+  Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+  cpu::matmul_softmax_backward(y, a, ta, b, tb, scale, {d.m, d.n, d.k, d.p, d.pa, d.pb}, dx);
   return dx;
 }
 

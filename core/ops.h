@@ -34,6 +34,15 @@ void matmul_backward(const Tensor& a, bool trans_a, const Tensor& b, bool trans_
 Tensor softmax(const Tensor& x, const Tensor& key_mask = {}, double scale = 1.0);
 // dx = scale * y * (dy - sum(dy * y)) row-wise.
 Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale = 1.0);
+// softmax(matmul(a, b, trans_a, trans_b), key_mask, scale), the mask over the product's
+// leading dim. On the CPU each matrix of scores is made and normalised while in cache
+// (core/cpu/matmul_softmax.cpp) instead of going to memory whole and back: the same
+// values, one pass over memory fewer. Elsewhere it is those two ops.
+Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
+                      const Tensor& key_mask = {}, double scale = 1.0);
+// softmax_backward(y, matmul(a, b, trans_a, trans_b), scale), fused the same way.
+Tensor matmul_softmax_backward(const Tensor& y, const Tensor& a, const Tensor& b, bool trans_a,
+                               bool trans_b, double scale = 1.0);
 
 // ---------------------------------------------------------------- layer norm
 struct LayerNormResult {

@@ -8,7 +8,8 @@ bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
 # The task loaders with their fuzz test, and the CPU kernels that walk raw pointers
-# (register-tiled GEMM and conv, fused attention, segment means), again under
+# (register-tiled GEMM and conv, fused attention and matmul + softmax, segment means),
+# again under
 # AddressSanitizer + UBSan. Only lra_core, lra_tasks and these two test binaries are built
 # (the `/fast` targets skip the tests' dependency on the `lra` executable, which the
 # selected tests do not use).
@@ -21,4 +22,4 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   --gtest_filter='FuzzLoader.*:Cache.*:ListopsTokenizer.*:ListopsEvaluator.*:ListopsSource.*:ListopsLoader.*:TextLoader.*:RetrievalDecode.*:RetrievalLoader.*:ImageLoader.*:MakeBatch.*:EpochOrder.*'
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   OMP_NUM_THREADS=2 build-asan/tests/lra_core_tests \
-  --gtest_filter='DepthwiseConv.*:ThinGemm.*:FusedAttention.*:SegmentMeans.*'
+  --gtest_filter='DepthwiseConv.*:ThinGemm.*:FusedAttention.*:SegmentMeans.*:MatmulSoftmax.*'

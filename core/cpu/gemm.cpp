@@ -44,15 +44,6 @@ void gemm_rows(const T* a, bool ta, const T* b, bool tb, T* c, int64_t m, int64_
   else run(am.transpose(), bm.transpose());
 }
 
-// The thin kernel wins when a size is small enough that Eigen's packing costs about as
-// much as the product. Its op(B) rows are re-read once per row tile, so a very long
-// reduction (weight gradients over every token) stays with Eigen's k-blocking.
-// Fewer than 16 columns (matrix-vector products, the normalisers of linear attention)
-// would leave most SIMD lanes idle.
-bool use_thin_kernel(int64_t m, int64_t n, int64_t k) {
-  return n >= 16 && k <= 8192 && (std::min(m, n) <= 256 || k <= 256);
-}
-
 template <typename T>
 void gemm_thin(const T* ap, bool ta, const T* bp, bool tb, T* cp, T alpha, T beta, int64_t m,
                int64_t n, int64_t k, int64_t pa, int64_t pb, int64_t pc) {
@@ -120,7 +111,7 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
     const T* ap = a.data<T>();
     const T* bp = b.data<T>();
     T* cp = c.data<T>();
-    if (use_thin_kernel(m, n, k)) {
+    if (thin_gemm_suits(m, n, k)) {
       gemm_thin<T>(ap, ta, bp, tb, cp, static_cast<T>(alpha), static_cast<T>(beta), m, n, k, pa,
                    pb, pc);
       return;

@@ -7,17 +7,12 @@
 #include <Eigen/Core>
 
 #include "core/cpu/kernels.h"
+#include "core/cpu/softmax_rows.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
 
 namespace lra::core::cpu {
 namespace {
-
-// Reads mask element i as "is a token" for any float dtype.
-bool mask_at(const Tensor& mask, int64_t i) {
-  return mask.dtype() == DType::f32 ? mask.data<float>()[i] != 0.0f
-                                    : mask.data<double>()[i] != 0.0;
-}
 
 int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)); }
 
@@ -26,52 +21,15 @@ int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, 16384 / std::max<
 void softmax(const Tensor& x, const Tensor& key_mask, double scale, Tensor& y) {
   int64_t cols = x.dim(-1);
   int64_t rows = cols ? x.numel() / cols : 0;
-  bool masked = key_mask.defined();
-  int64_t batches = masked ? key_mask.dim(0) : 1;
-  int64_t rows_per_batch = batches ? rows / batches : 0;
-  // Expand the mask to bytes once: row r uses keep[(r / rows_per_batch) * cols + c].
-  std::vector<unsigned char> keep;
-  std::vector<unsigned char> full;  // per batch: every key kept (the unmasked fast path)
-  if (masked) {
-    keep.resize(static_cast<std::size_t>(key_mask.numel()));
-    for (int64_t i = 0; i < key_mask.numel(); ++i) keep[static_cast<std::size_t>(i)] = mask_at(key_mask, i);
-    full.assign(static_cast<std::size_t>(batches), 1);
-    for (int64_t i = 0; i < key_mask.numel(); ++i)
-      if (!keep[static_cast<std::size_t>(i)]) full[static_cast<std::size_t>(i / cols)] = 0;
-  }
+  KeyMaskBytes mask(key_mask, cols);
+  int64_t rows_per_batch = mask.batches ? rows / mask.batches : 0;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
     const T s = static_cast<T>(scale);
     parallel_for(rows, grain_rows(cols), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* xr = xp + r * cols;
-        T* yr = yp + r * cols;
-        int64_t batch = r / rows_per_batch;
-        const unsigned char* kr =
-            masked && !full[static_cast<std::size_t>(batch)] ? keep.data() + batch * cols : nullptr;
-        T max_logit = -std::numeric_limits<T>::infinity();
-        if (kr) {
-          for (int64_t c = 0; c < cols; ++c)
-            if (kr[c]) max_logit = std::max(max_logit, s * xr[c]);
-        } else if (cols > 0) {
-          Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xa(xr, cols);
-          max_logit = s >= T(0) ? s * xa.maxCoeff() : s * xa.minCoeff();
-        }
-        if (max_logit == -std::numeric_limits<T>::infinity()) {
-          std::fill(yr, yr + cols, T(0));  // every key masked: the row attends to nothing
-          continue;
-        }
-        // Vectorised exp over the row (Eigen), then masked entries set to exactly 0.
-        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xa(xr, cols);
-        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> ya(yr, cols);
-        ya = (s * xa - max_logit).exp();
-        if (kr)
-          for (int64_t c = 0; c < cols; ++c)
-            if (!kr[c]) yr[c] = T(0);
-        T inv = T(1) / ya.sum();
-        ya *= inv;
-      }
+      for (int64_t r = begin; r < end; ++r)
+        softmax_row(xp + r * cols, yp + r * cols, cols, mask.of(r / rows_per_batch), s);
     });
   });
 }
@@ -85,15 +43,8 @@ void softmax_backward(const Tensor& y, const Tensor& dy, double scale, Tensor& d
     T* dp = dx.data<T>();
     const T s = static_cast<T>(scale);
     parallel_for(rows, grain_rows(cols), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const T* yr = yp + r * cols;
-        const T* gr = gp + r * cols;
-        T* dr = dp + r * cols;
-        Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> ya(yr, cols), ga(gr, cols);
-        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> da(dr, cols);
-        T dot = (ya * ga).sum();  // vectorised; a fixed order for a given row length
-        da = s * ya * (ga - dot);
-      }
+      for (int64_t r = begin; r < end; ++r)
+        softmax_backward_row(yp + r * cols, gp + r * cols, dp + r * cols, cols, s);
     });
   });
 }

@@ -37,6 +37,15 @@ template <typename T>
 void thin_gemm_rows(const T* a, bool trans_a, const ThinPanel<T>& panel, T* c, int64_t m,
                     int64_t n, int64_t k, int64_t r0, int64_t r1, T alpha, T beta);
 
+// Whether an m x n x k product belongs on this kernel: when a size is small enough that
+// Eigen's packing costs about as much as the product. Its op(B) rows are re-read once per
+// row tile, so a very long reduction (weight gradients over every token) stays with
+// Eigen's k-blocking; fewer than 16 columns (matrix-vector products) would leave most
+// SIMD lanes idle.
+inline bool thin_gemm_suits(int64_t m, int64_t n, int64_t k) {
+  return n >= 16 && k <= 8192 && ((m < n ? m : n) <= 256 || k <= 256);
+}
+
 // Row-block granularity of the kernel (rows per register tile).
 int thin_gemm_tile_rows();
 // Rows of a transposed A copied at a time (a multiple of the tile rows).

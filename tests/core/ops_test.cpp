@@ -179,6 +179,47 @@ TEST(Softmax, BackwardMatchesFiniteDifferences) {
   EXPECT_LT(finite_difference_error(x, dx, loss), fd_tol);
 }
 
+TEST(MatmulSoftmax, SameAsSoftmaxOfMatmulForwardAndBackward) {
+  // Products the fused CPU kernel takes (n >= 16: [B, H] batches, a broadcast operand,
+  // both transposes) and one it leaves to the two ops (n < 16); a mask with holes, and a
+  // batch whose keys are all padding (rows of exactly 0). The fused path gives the same
+  // bits: the same GEMM kernel per element and the softmax op's own row functions.
+  struct Case {
+    Shape a, b;
+    bool ta, tb;
+  };
+  for (Case c : {Case{{2, 3, 40, 8}, {2, 3, 24, 8}, false, true},   // Q Kᵀ: [2,3,40,24]
+                 Case{{2, 3, 8, 40}, {2, 3, 8, 32}, true, false},   // both from stored ᵀ
+                 Case{{2, 3, 40, 8}, {8, 32}, false, false},        // broadcast b
+                 Case{{2, 3, 40, 8}, {2, 3, 8, 5}, false, false}}) {  // n = 5: unfused
+    for (DType dtype : {DType::f64, DType::f32}) {
+      Tensor a = randn(c.a, 61, dtype), b = randn(c.b, 62, dtype);
+      Tensor plain = matmul(a, b, c.ta, c.tb);
+      int64_t n = plain.dim(-1);
+      std::vector<double> keep(static_cast<std::size_t>(2 * n), 0.0);  // batch 1: all padding
+      for (int64_t i = 0; i < n; ++i) keep[static_cast<std::size_t>(i)] = i % 3 == 1 ? 0.0 : 1.0;
+      Tensor mask = Tensor::from_values(Shape{2, n}, keep, dtype);
+      for (const Tensor& m : {Tensor(), mask}) {
+        SCOPED_TRACE(fmt::format("a {} b {} {} mask {}", a.shape_str(), b.shape_str(),
+                                 dtype == DType::f64 ? "f64" : "f32", m.defined()));
+        Tensor y = matmul_softmax(a, b, c.ta, c.tb, m, 0.3);
+        Tensor want = softmax(plain, m, 0.3);
+        EXPECT_EQ(y.shape(), want.shape());
+        EXPECT_EQ(y.to_vector(), want.to_vector());
+        // Backward: dx = softmax_backward(y, op(g1) op(g2)) with dy itself a product.
+        Tensor g1 = randn(Shape{2, 3, plain.dim(-2), 8}, 63, dtype);
+        Tensor g2 = randn(Shape{2, 3, n, 8}, 64, dtype);
+        Tensor dx = matmul_softmax_backward(y, g1, g2, false, true, 0.3);
+        EXPECT_EQ(dx.to_vector(), softmax_backward(want, matmul(g1, g2, false, true), 0.3).to_vector());
+      }
+    }
+  }
+  Tensor a = randn(Shape{2, 4, 8}, 65), b = randn(Shape{2, 6, 8}, 66);
+  EXPECT_THROW(matmul_softmax(a, b, false, false), Error);  // inner sizes 8 vs 6
+  EXPECT_THROW(matmul_softmax(a, b, false, true, Tensor::full(Shape{2, 5}, 1.0)), Error);
+  EXPECT_THROW(matmul_softmax_backward(randn(Shape{2, 4, 5}, 67), a, b, false, true), Error);
+}
+
 // ------------------------------------------------------------------ layer norm
 TEST(LayerNorm, ForwardAndBackward) {
   Tensor x = randn(Shape{3, 4, 7}, 51), gamma = randn(Shape{7}, 52), beta = randn(Shape{7}, 53);
