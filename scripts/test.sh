@@ -9,10 +9,9 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 
 # The task loaders with their fuzz test, and the CPU kernels that walk raw pointers
 # (register-tiled GEMM and conv, fused attention and matmul + softmax, segment means),
-# again under
-# AddressSanitizer + UBSan. Only lra_core, lra_tasks and these two test binaries are built
-# (the `/fast` targets skip the tests' dependency on the `lra` executable, which the
-# selected tests do not use).
+# again under AddressSanitizer + UBSan. Only lra_core, lra_tasks and these two test
+# binaries are built (the `/fast` targets skip the tests' dependency on the `lra`
+# executable, which the selected tests do not use).
 cmake -S . -B build-asan -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLRA_SANITIZE=ON \
   -DLRA_BUILD_BENCH=OFF -DLRA_NATIVE=OFF -DLRA_CUDA=OFF -DLRA_WERROR=OFF
 cmake --build build-asan -j"$(nproc)" --target lra_core lra_tasks
