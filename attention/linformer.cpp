@@ -53,7 +53,7 @@ class LinformerAttention final : public Attention {
     Tensor kp = core::matmul(e, km);  // [B, H, k_eff, D]
     Tensor vp = core::matmul(f, vm);
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
-    Tensor probs = core::softmax(core::matmul(q, kp, false, true), Tensor(), scale);
+    Tensor probs = core::matmul_softmax(q, kp, false, true, Tensor(), scale);
     out = core::matmul(probs, vp);
     saved["q"] = q;
     saved["km"] = km;
@@ -73,9 +73,8 @@ class LinformerAttention final : public Attention {
     const Tensor& e = saved.at("e");
     const Tensor& f = saved.at("f");
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
-    Tensor d_probs = core::matmul(d_out, saved.at("vp"), false, true);
     Tensor d_vp = core::matmul(probs, d_out, true, false);
-    Tensor d_scores = core::softmax_backward(probs, d_probs, scale);
+    Tensor d_scores = core::matmul_softmax_backward(probs, d_out, saved.at("vp"), false, true, scale);
     d_q = core::matmul(d_scores, saved.at("kp"));
     Tensor d_kp = core::matmul(d_scores, q, true, false);
     d_k = core::matmul(e, d_kp, true, false);

@@ -61,7 +61,7 @@ class Skeinformer final : public Attention {
     if (importance_ || pilot_reuse_) {
       pilot = core::sample_rows_uniform(b, h, n, slots, key_mask, mix64(base ^ 1), q.device());
       qj = core::gather_rows(q, pilot.index, pilot.valid);                    // [B, H, d, D]
-      bj = core::softmax(core::matmul(qj, k, false, true), key_mask, scale);  // [B, H, d, N]
+      bj = core::matmul_softmax(qj, k, false, true, key_mask, scale);  // [B, H, d, N]
     }
     // 2. Columns.
     Tensor weight;
@@ -193,10 +193,10 @@ class Skeinformer final : public Attention {
     if (pilot_reuse_) {
       const Tensor& bj = saved.at("bj");
       const Tensor& qj = saved.at("qj");
-      Tensor dbj = core::matmul(dbjv, v, false, true);  // [B, H, d, N]
       core::gemm(bj, true, dbjv, false, d_v, 1.0, 1.0);
-      Tensor dlog = core::softmax_backward(bj, dbj, scale);  // w.r.t. Q_J K^T
-      Tensor dqj = core::matmul(dlog, k);                    // [B, H, d, D]
+      // w.r.t. Q_J K^T, through dB_J = dBJV Vᵀ ([B, H, d, N])
+      Tensor dlog = core::matmul_softmax_backward(bj, dbjv, v, false, true, scale);
+      Tensor dqj = core::matmul(dlog, k);  // [B, H, d, D]
       core::scatter_rows(d_q, saved.at("pilot_index"), saved.at("pilot_valid"), dqj,
                          core::ScatterMode::add);
       core::gemm(dlog, true, qj, false, d_k, 1.0, 1.0);
