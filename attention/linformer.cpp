@@ -74,9 +74,9 @@ class LinformerAttention final : public Attention {
     const Tensor& f = saved.at("f");
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
     Tensor d_vp = core::matmul(probs, d_out, true, false);
-    Tensor d_scores = core::matmul_softmax_backward(probs, d_out, saved.at("vp"), false, true, scale);
-    d_q = core::matmul(d_scores, saved.at("kp"));
-    Tensor d_kp = core::matmul(d_scores, q, true, false);
+    core::ScoreGrads g = core::softmax_scores_backward(probs, q, saved.at("kp"), d_out, saved.at("vp"), scale);
+    d_q = g.d_q;
+    const Tensor& d_kp = g.d_k;
     d_k = core::matmul(e, d_kp, true, false);
     d_v = core::matmul(f, d_vp, true, false);
     // Projection gradients summed over batch and heads (a GEMM whose output has batch 1).

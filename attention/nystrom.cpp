@@ -105,10 +105,10 @@ class NystromAttention final : public Attention {
     double scale = 1.0 / std::sqrt(static_cast<double>(q.dim(3)));
     if (saved.has("probs")) {
       const Tensor& probs = saved.at("probs");
-      Tensor d_scores = core::matmul_softmax_backward(probs, d_out, v, false, true, scale);
+      core::ScoreGrads g = core::softmax_scores_backward(probs, q, k, d_out, v, scale);
       d_v = core::matmul(probs, d_out, true, false);
-      d_q = core::matmul(d_scores, k);
-      d_k = core::matmul(d_scores, q, true, false);
+      d_q = g.d_q;
+      d_k = g.d_k;
     } else {
       const Tensor& lq = saved.at("lq");
       const Tensor& lk = saved.at("lk");
@@ -117,15 +117,17 @@ class NystromAttention final : public Attention {
       const Tensor& b = saved.at("b");
       // out = F X, X = Z (B V)
       Tensor d_x = core::matmul(f, d_out, true, false);
-      Tensor d_s1 = core::matmul_softmax_backward(f, d_out, saved.at("x"), false, true, scale);
-      d_q = core::matmul(d_s1, lk);
-      Tensor d_lk = core::matmul(d_s1, q, true, false);
+      // F = softmax(Q K̃ᵀ) with dF = dOut Xᵀ
+      core::ScoreGrads gf = core::softmax_scores_backward(f, q, lk, d_out, saved.at("x"), scale);
+      d_q = gf.d_q;
+      Tensor d_lk = gf.d_k;
       Tensor d_z = core::matmul(d_x, saved.at("bv"), false, true);
       Tensor d_bv = core::matmul(saved.at("z"), d_x, true, false);
       d_v = core::matmul(b, d_bv, true, false);
-      Tensor d_s3 = core::matmul_softmax_backward(b, d_bv, v, false, true, scale);
-      Tensor d_lq = core::matmul(d_s3, k);
-      d_k = core::matmul(d_s3, lq, true, false);
+      // B = softmax(Q̃ Kᵀ) with dB = d(BV) Vᵀ
+      core::ScoreGrads gb = core::softmax_scores_backward(b, lq, k, d_bv, v, scale);
+      Tensor d_lq = gb.d_q;
+      d_k = gb.d_k;
       // Through the iteration, then Z0 = Aᵀ / (‖A‖₁ ‖A‖∞).
       std::vector<core::PinvStep> steps;
       for (int64_t j = 0; j < iters_; ++j)

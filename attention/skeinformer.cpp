@@ -194,12 +194,11 @@ class Skeinformer final : public Attention {
       const Tensor& bj = saved.at("bj");
       const Tensor& qj = saved.at("qj");
       core::gemm(bj, true, dbjv, false, d_v, 1.0, 1.0);
-      // w.r.t. Q_J K^T, through dB_J = dBJV Vᵀ ([B, H, d, N])
-      Tensor dlog = core::matmul_softmax_backward(bj, dbjv, v, false, true, scale);
-      Tensor dqj = core::matmul(dlog, k);  // [B, H, d, D]
-      core::scatter_rows(d_q, saved.at("pilot_index"), saved.at("pilot_valid"), dqj,
+      // B_J = softmax(Q_J Kᵀ) with dB_J = dBJV Vᵀ ([B, H, d, N])
+      core::ScoreGrads g = core::softmax_scores_backward(bj, qj, k, dbjv, v, scale);
+      core::scatter_rows(d_q, saved.at("pilot_index"), saved.at("pilot_valid"), g.d_q,
                          core::ScatterMode::add);
-      core::gemm(dlog, true, qj, false, d_k, 1.0, 1.0);
+      core::add_into(d_k, g.d_k);
     }
   }
 

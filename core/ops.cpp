@@ -155,14 +155,34 @@ Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
   return y;
 }
 
-Tensor matmul_softmax_backward(const Tensor& y, const Tensor& a, const Tensor& b, bool ta, bool tb,
-                               double scale) {
-  GemmDims d = check_gemm("matmul_softmax_backward", a, ta, b, tb, y);
-  one_device("matmul_softmax_backward", {&y, &a, &b});
-  if (!fused_product(y, d)) return softmax_backward(y, matmul(a, b, ta, tb), scale);
-  Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
-  cpu::matmul_softmax_backward(y, a, ta, b, tb, scale, {d.m, d.n, d.k, d.p, d.pa, d.pb}, dx);
-  return dx;
+ScoreGrads softmax_scores_backward(const Tensor& y, const Tensor& q, const Tensor& k,
+                                   const Tensor& g, const Tensor& h, double scale) {
+  const char* op = "softmax_scores_backward";
+  for (const Tensor* t : {&y, &q, &k, &g, &h}) {
+    LRA_CHECK(t->defined(), "{}: tensor is undefined", op);
+    check_rank(*t, 2, 4, op);
+    check_same_dtype(y, *t, op);
+  }
+  one_device(op, {&y, &q, &k, &g, &h});
+  int64_t p = batch_count(y), r = y.dim(-2), c = y.dim(-1), d = q.dim(-1), e = g.dim(-1);
+  LRA_CHECK(q.dim(-2) == r && k.dim(-2) == c && k.dim(-1) == d && g.dim(-2) == r &&
+                h.dim(-2) == c && h.dim(-1) == e,
+            "{}: shapes do not fit y = softmax(q kᵀ), dy = g hᵀ: y {}, q {}, k {}, g {}, h {}", op,
+            y.shape_str(), q.shape_str(), k.shape_str(), g.shape_str(), h.shape_str());
+  for (const Tensor* t : {&q, &k, &g, &h})
+    LRA_CHECK(batch_count(*t) == p, "{}: batch counts differ: y {}, {}", op, y.shape_str(),
+              t->shape_str());
+  bool fused = y.device() == Device::cpu && y.numel() > 0 && d > 0 && e > 0 &&
+               cpu::thin_gemm_suits(r, c, e) && cpu::thin_gemm_suits(r, d, c) &&
+               cpu::thin_gemm_suits(c, d, r);
+  if (!fused) {
+    Tensor ds = softmax_backward(y, matmul(g, h, false, true), scale);
+    return {matmul(ds, k), matmul(ds, q, true, false)};
+  }
+  ScoreGrads r_grads{Tensor::empty(q.shape(), q.dtype(), q.device()),
+                     Tensor::empty(k.shape(), k.dtype(), k.device())};
+  cpu::softmax_scores_backward(y, q, k, g, h, scale, r_grads.d_q, r_grads.d_k);
+  return r_grads;
 }
 
 // ---------------------------------------------------------------- layer norm

@@ -40,9 +40,17 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale = 1.0);
 // values, one pass over memory fewer. Elsewhere it is those two ops.
 Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                       const Tensor& key_mask = {}, double scale = 1.0);
-// softmax_backward(y, matmul(a, b, trans_a, trans_b), scale), fused the same way.
-Tensor matmul_softmax_backward(const Tensor& y, const Tensor& a, const Tensor& b, bool trans_a,
-                               bool trans_b, double scale = 1.0);
+// Backward of attention scores: y = softmax(scale * q kᵀ) (q [..., r, d] and k [..., c, d]
+// matched row against row) and dy = g hᵀ (g [..., r, e], h [..., c, e]; dy = d_out vᵀ
+// when y multiplies v). Returns dq = dS k and dk = dSᵀ q, with dS = softmax_backward(y,
+// g hᵀ, scale) the gradient w.r.t. q kᵀ. On the CPU dS is made, used and dropped one matrix
+// at a time in cache (core/cpu/matmul_softmax.cpp): the same values as those four ops,
+// without dy or dS ever in memory whole. All five tensors have the same batch count.
+struct ScoreGrads {
+  Tensor d_q, d_k;
+};
+ScoreGrads softmax_scores_backward(const Tensor& y, const Tensor& q, const Tensor& k,
+                                   const Tensor& g, const Tensor& h, double scale = 1.0);
 
 // ---------------------------------------------------------------- layer norm
 struct LayerNormResult {

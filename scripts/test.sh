@@ -21,4 +21,4 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   --gtest_filter='FuzzLoader.*:Cache.*:ListopsTokenizer.*:ListopsEvaluator.*:ListopsSource.*:ListopsLoader.*:TextLoader.*:RetrievalDecode.*:RetrievalLoader.*:ImageLoader.*:MakeBatch.*:EpochOrder.*'
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   OMP_NUM_THREADS=2 build-asan/tests/lra_core_tests \
-  --gtest_filter='DepthwiseConv.*:ThinGemm.*:FusedAttention.*:SegmentMeans.*:MatmulSoftmax.*'
+  --gtest_filter='DepthwiseConv.*:ThinGemm.*:FusedAttention.*:SegmentMeans.*:MatmulSoftmax.*:SoftmaxScoresBackward.*'

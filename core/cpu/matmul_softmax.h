@@ -1,6 +1,6 @@
 #pragma once
-// CPU kernels of core::matmul_softmax and core::matmul_softmax_backward (core/ops.h),
-// for products that suit the thin GEMM kernel (thin_gemm_suits). See matmul_softmax.cpp.
+// CPU kernels of core::matmul_softmax and core::softmax_scores_backward (core/ops.h), for
+// products that suit the thin GEMM kernel (thin_gemm_suits). See matmul_softmax.cpp.
 #include <cstdint>
 
 #include "core/tensor.h"
@@ -15,8 +15,8 @@ struct ProductShape {
 // y ([p, m, n]) = softmax(scale * op(a) op(b)) along n, key_mask [B, n] over the leading dim.
 void matmul_softmax(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& key_mask,
                     double scale, const ProductShape& s, Tensor& y);
-// dx = softmax_backward(y, op(a) op(b), scale).
-void matmul_softmax_backward(const Tensor& y, const Tensor& a, bool ta, const Tensor& b, bool tb,
-                             double scale, const ProductShape& s, Tensor& dx);
+// dS = softmax_backward(y, g hᵀ, scale) per matrix, then d_q = dS k, d_k = dSᵀ q.
+void softmax_scores_backward(const Tensor& y, const Tensor& q, const Tensor& k, const Tensor& g,
+                             const Tensor& h, double scale, Tensor& d_q, Tensor& d_k);
 
 }  // namespace lra::core::cpu

@@ -206,18 +206,47 @@ TEST(MatmulSoftmax, SameAsSoftmaxOfMatmulForwardAndBackward) {
         Tensor want = softmax(plain, m, 0.3);
         EXPECT_EQ(y.shape(), want.shape());
         EXPECT_EQ(y.to_vector(), want.to_vector());
-        // Backward: dx = softmax_backward(y, op(g1) op(g2)) with dy itself a product.
-        Tensor g1 = randn(Shape{2, 3, plain.dim(-2), 8}, 63, dtype);
-        Tensor g2 = randn(Shape{2, 3, n, 8}, 64, dtype);
-        Tensor dx = matmul_softmax_backward(y, g1, g2, false, true, 0.3);
-        EXPECT_EQ(dx.to_vector(), softmax_backward(want, matmul(g1, g2, false, true), 0.3).to_vector());
+
       }
     }
   }
   Tensor a = randn(Shape{2, 4, 8}, 65), b = randn(Shape{2, 6, 8}, 66);
   EXPECT_THROW(matmul_softmax(a, b, false, false), Error);  // inner sizes 8 vs 6
   EXPECT_THROW(matmul_softmax(a, b, false, true, Tensor::full(Shape{2, 5}, 1.0)), Error);
-  EXPECT_THROW(matmul_softmax_backward(randn(Shape{2, 4, 5}, 67), a, b, false, true), Error);
+}
+
+TEST(SoftmaxScoresBackward, SameAsTheUnfusedOps) {
+  // y = softmax(s q kᵀ), dy = g hᵀ: dq = dS k, dk = dSᵀ q with dS = softmax_backward(y, dy, s).
+  // Shapes the fused CPU kernel takes (N x m and m x N score matrices, f32 and f64, a
+  // masked y) and one it leaves to the ops (8 score columns < 16).
+  struct Case {
+    int64_t r, c, d, e;
+  };
+  for (Case c : {Case{40, 24, 8, 8}, Case{24, 40, 16, 32}, Case{30, 8, 8, 8}}) {
+    for (DType dtype : {DType::f64, DType::f32}) {
+      SCOPED_TRACE(fmt::format("r {} c {} d {} e {} {}", c.r, c.c, c.d, c.e,
+                               dtype == DType::f64 ? "f64" : "f32"));
+      Tensor q = randn(Shape{2, 3, c.r, c.d}, 71, dtype), k = randn(Shape{2, 3, c.c, c.d}, 72, dtype);
+      Tensor g = randn(Shape{2, 3, c.r, c.e}, 73, dtype), h = randn(Shape{2, 3, c.c, c.e}, 74, dtype);
+      std::vector<double> keep(static_cast<std::size_t>(2 * c.c), 1.0);
+      for (int64_t i = 0; i < c.c; i += 4) keep[static_cast<std::size_t>(c.c + i)] = 0.0;
+      Tensor y = softmax(matmul(q, k, false, true), Tensor::from_values(Shape{2, c.c}, keep, dtype), 0.4);
+      ScoreGrads got = softmax_scores_backward(y, q, k, g, h, 0.4);
+      Tensor ds = softmax_backward(y, matmul(g, h, false, true), 0.4);
+      EXPECT_EQ(got.d_q.to_vector(), matmul(ds, k).to_vector());
+      EXPECT_EQ(got.d_k.to_vector(), matmul(ds, q, true, false).to_vector());
+      if (dtype == DType::f64) {  // and it is the gradient: loss = sum(w * softmax(s q kᵀ))
+        Tensor w = matmul(g, h, false, true);
+        Tensor mask = Tensor::from_values(Shape{2, c.c}, keep, dtype);
+        auto loss = [&] { return weighted_sum(softmax(matmul(q, k, false, true), mask, 0.4), w); };
+        EXPECT_LT(finite_difference_error(q, got.d_q, loss), fd_tol);
+        EXPECT_LT(finite_difference_error(k, got.d_k, loss), fd_tol);
+      }
+    }
+  }
+  Tensor y = randn(Shape{2, 4, 5}, 75), q = randn(Shape{2, 4, 8}, 76), k = randn(Shape{2, 5, 8}, 77);
+  EXPECT_THROW(softmax_scores_backward(y, q, k, q, randn(Shape{2, 6, 8}, 78)), Error);  // h rows
+  EXPECT_THROW(softmax_scores_backward(y, q, k, q, randn(Shape{1, 5, 8}, 79)), Error);  // batch
 }
 
 // ------------------------------------------------------------------ layer norm
