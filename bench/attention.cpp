@@ -12,6 +12,7 @@
 #include <string>
 
 #include "attention/attention.h"
+#include "core/allocator.h"
 #include "core/rng.h"
 
 namespace {
@@ -47,6 +48,8 @@ void run(benchmark::State& state, const std::string& type, int64_t n, bool backw
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Repeated calls reuse warm pages, as in training (page faults were most of the noise).
+  core::keep_freed_host_memory();
   for (const auto& [name, info] : attention::backends())
     for (bool backward : {false, true})
       for (int64_t n : {512, 2048, 4096, 8192}) {

@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "attention/attention.h"
+#include "core/allocator.h"
 #include "core/ops_train.h"
 #include "core/rng.h"
 #include "model/classifier.h"
@@ -37,7 +38,7 @@ void train_step(benchmark::State& state, const std::string& name) {
     state.SkipWithError(("backend not registered: " + name).c_str());
     return;
   }
-  model::keep_freed_memory();
+  core::keep_freed_host_memory();
   model::ClassifierConfig c;
   c.vocab = vocab;
   c.num_classes = classes;
@@ -84,7 +85,7 @@ void attention_only(benchmark::State& state, const std::string& name) {
   attention::AttnShape shape{batch, 2, seq, 32};
   attention::AttentionOptions options;
   options.dropout = 0.1;
-  model::keep_freed_memory();
+  core::keep_freed_host_memory();
   std::vector<std::unique_ptr<attention::Attention>> backends;
   for (int64_t l = 0; l < layers; ++l) {
     options.seed = static_cast<uint64_t>(l);

@@ -1,5 +1,7 @@
 #include "core/allocator.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -7,6 +9,11 @@
 #include "core/error.h"
 
 namespace lra::core {
+
+void keep_freed_host_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 void* Allocator::allocate(std::size_t bytes) {
   if (bytes == 0) return nullptr;

@@ -33,6 +33,14 @@ class Allocator {
 // The process-wide allocator of a device. CUDA throws lra::Error when not built/present.
 Allocator& allocator_for(Device device);
 
+// Asks glibc to keep freed host blocks (up to its 32 MiB mmap limit) in the heap instead of
+// returning them to the kernel, so same-sized buffers of repeated steps reuse warm pages
+// instead of page-faulting fresh zeroed ones (~10% of a CPU training step, and most of
+// the run-to-run noise of the attention benchmarks, otherwise). For loops that repeat one
+// computation (training, benchmarks); sweeps leave it off, since freed-but-kept memory
+// would hide from their peak-RSS column.
+void keep_freed_host_memory();
+
 // Copies `bytes` between buffers on any devices (host<->device copies are explicit and
 // synchronous; no managed memory).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,

@@ -3,7 +3,6 @@
 // bit-for-bit from last.ckpt.
 #include "model/train.h"
 
-#include <malloc.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -26,11 +25,6 @@
 
 namespace lra::model {
 namespace fs = std::filesystem;
-
-void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-}
 
 EvalResult evaluate(Classifier& model, const tasks::Dataset& data, int64_t batch,
                     int64_t max_batches, int64_t max_len) {
@@ -122,7 +116,7 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
     LRA_CHECK(why.empty(), "{}: train.device is cuda, but this lra cannot use a GPU: {}",
               s.context, why);
   }
-  keep_freed_memory();
+  core::keep_freed_host_memory();
 
   ClassifierConfig cc =
       classifier_config(s, train_data.vocab_size(), train_data.num_classes(), train_data.pairs());

@@ -16,11 +16,6 @@ struct Splits {
   const tasks::Dataset* test = nullptr;  // may be null when settings.train.test is false
 };
 
-// Asks glibc to keep freed blocks (up to its 32 MiB mmap limit) in the heap instead of
-// returning them to the kernel, so the same-sized activations of every step reuse warm
-// pages instead of page-faulting fresh zeroed ones (~10% of a CPU step otherwise).
-void keep_freed_memory();
-
 TrainSummary train_on(const Settings& settings, const Splits& splits, const std::string& out_dir,
                       bool resume);
 
