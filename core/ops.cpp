@@ -150,7 +150,10 @@ Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
   if (key_mask.defined()) check_key_mask("matmul_softmax", key_mask, y.dim(0), d.n);
   LRA_CHECK(!key_mask.defined() || y.rank() >= 3,
             "matmul_softmax: a key mask needs a batch dim (product {})", y.shape_str());
-  if (!fused_product(y, d)) return softmax(matmul(a, b, ta, tb), key_mask, scale);
+  if (!fused_product(y, d)) {
+    y = Tensor();  // released before the two ops allocate theirs: no extra peak bytes
+    return softmax(matmul(a, b, ta, tb), key_mask, scale);
+  }
   cpu::matmul_softmax(a, ta, b, tb, key_mask, scale, {d.m, d.n, d.k, d.p, d.pa, d.pb}, y);
   return y;
 }
