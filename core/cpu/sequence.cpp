@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/cpu/kernels.h"
+#include "core/cpu/key_mask_bytes.h"
 #include "core/cpu/simd.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
@@ -259,27 +260,6 @@ void tap_dots(const T* x, const T* dy, T* sums, int64_t seq, int64_t width, int6
 
 }  // namespace
 
-// Per sequence b: the keep byte of each position, and whether any position is padding.
-struct SequenceMasks {
-  std::vector<unsigned char> keep;
-  std::vector<unsigned char> padded;
-  SequenceMasks(const Tensor& key_mask, int64_t batch, int64_t seq)
-      : padded(static_cast<std::size_t>(batch), 0) {
-    if (!key_mask.defined()) return;
-    keep.resize(static_cast<std::size_t>(batch * seq));
-    for (int64_t b = 0; b < batch; ++b) {
-      std::vector<int64_t> real = real_positions(key_mask, b, seq);
-      for (int64_t i : real) keep[static_cast<std::size_t>(b * seq + i)] = 1;
-      padded[static_cast<std::size_t>(b)] = static_cast<int64_t>(real.size()) < seq;
-    }
-  }
-  // Keep bytes of sequence b, or nullptr when it has no padding.
-  const unsigned char* of(int64_t b, int64_t seq) const {
-    return padded.empty() || !padded[static_cast<std::size_t>(b)] ? nullptr
-                                                                   : keep.data() + b * seq;
-  }
-};
-
 // x of one sequence with its padded rows read as 0: x itself when nothing is padded, else
 // a copy in `scratch` (one sequence, cache-resident: no whole-tensor mask_seq pass).
 template <typename T>
@@ -296,7 +276,7 @@ void depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask
                         Tensor& y) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
   int64_t taps = w.dim(1);
-  SequenceMasks masks(key_mask, batch, seq);
+  KeyMaskBytes masks(key_mask, seq);
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
     const T* wp = w.data<T>();
@@ -306,7 +286,7 @@ void depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask
       Tensor scratch = key_mask.defined() ? Tensor::empty(Shape{seq, width}, x.dtype()) : Tensor();
       for (int64_t bh = begin; bh < end; ++bh) {
         int64_t off = bh * seq * width;
-        const unsigned char* keep = masks.of(bh / heads, seq);
+        const unsigned char* keep = masks.of(bh / heads);
         const T* in = masked_rows(xp + off, keep, seq, width, keep ? scratch.data<T>() : nullptr);
         conv_sequence(in, wp + (bh % heads) * taps, ConvOut<T>{yp + off, accumulate, nullptr}, seq,
                       width, taps);
@@ -319,7 +299,7 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
                                  const Tensor& key_mask, bool accumulate, Tensor& dx, Tensor& dw) {
   int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
   int64_t taps = w.dim(1);
-  SequenceMasks masks(key_mask, batch, seq);
+  KeyMaskBytes masks(key_mask, seq);
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     const T* xp = x.data<T>();
     const T* gp = dy.data<T>();
@@ -335,7 +315,7 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
       Tensor scratch = key_mask.defined() ? Tensor::empty(Shape{seq, width}, x.dtype()) : Tensor();
       for (int64_t bh = begin; bh < end; ++bh) {
         int64_t off = bh * seq * width;
-        const unsigned char* keep = masks.of(bh / heads, seq);
+        const unsigned char* keep = masks.of(bh / heads);
         conv_sequence(gp + off, reversed.data() + (bh % heads) * taps,
                       ConvOut<T>{dxp + off, accumulate, keep}, seq, width, taps);
         const T* in = masked_rows(xp + off, keep, seq, width, keep ? scratch.data<T>() : nullptr);
