@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <vector>
 
 #include "core/cpu/key_mask_bytes.h"
 #include "core/tensor.h"
