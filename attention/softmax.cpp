@@ -1,6 +1,7 @@
 // `softmax`: exact attention softmax(Q Kᵀ/√D) V with key padding masked out exactly and
-// optional attention dropout (training only). It forms the N x N matrix: the reference
-// every other backend is measured against.
+// optional attention dropout (training only): the reference every other backend is
+// measured against. `kernel: composed` forms the N x N matrices from core ops; `fused`
+// (the default where it exists) never holds them (core/ops_fused_attention.h).
 #include <cmath>
 
 #include "attention/attention.h"
@@ -31,6 +32,7 @@ class SoftmaxAttention final : public Attention {
       core::FusedAttention r = core::fused_softmax_attention(q, k, v, key_mask, scale, dropout());
       out = r.out;
       saved["lse"] = r.lse;
+      saved["out"] = r.out;
       return;
     }
     Tensor probs = core::softmax(core::matmul(q, k, false, true), key_mask, scale);
@@ -55,7 +57,7 @@ class SoftmaxAttention final : public Attention {
     if (saved.has("lse")) {
       core::FusedAttentionGrads g = core::fused_softmax_attention_backward(
           q, k, saved.at("v"), saved.has("mask") ? saved.at("mask") : Tensor(), scale, dropout(),
-          saved.at("lse"), d_out);
+          saved.at("lse"), saved.at("out"), d_out);
       d_q = g.dq;
       d_k = g.dk;
       d_v = g.dv;
@@ -74,7 +76,13 @@ class SoftmaxAttention final : public Attention {
            d = static_cast<double>(s.head_dim), el = static_cast<double>(core::dtype_size(options_.dtype));
     Cost c;
     c.forward_flops = bh * (4 * n * n * d + 5 * n * n);  // QKᵀ, PV, softmax
-    if (fused_) {
+    if (fused_ && options_.device == core::Device::cuda) {
+      // Flash-style: the dK/dV kernel and the dQ kernel each recompute QKᵀ and dO Vᵀ (no
+      // atomics), so 7 products of 2N²D; in memory only out, lse and one delta per row.
+      c.backward_flops = bh * (14 * n * n * d + 14 * n * n);
+      c.forward_bytes = bh * (n * d + n) * el;
+      c.backward_bytes = bh * (3 * n * d + n) * el;
+    } else if (fused_) {
       // The backward recomputes QKᵀ and the softmax before dP, dV, dQ, dK. Nothing N x N
       // is stored: out and one log-sum-exp per row, plus a working tile of at most 96 full
       // score rows (three in the backward) per thread.
@@ -109,16 +117,20 @@ class SoftmaxAttention final : public Attention {
 }  // namespace
 
 LRA_REGISTER_ATTENTION(BackendInfo{
-    "softmax", "exact softmax(QKᵀ/√D)V attention (quadratic in N; fused on the CPU)",
-    [](SpecReader& spec, const AttnShape&, const AttentionOptions& options) -> std::unique_ptr<Attention> {
+    "softmax",
+    "exact softmax(QKᵀ/√D)V attention (quadratic in N; fused: tiled on the CPU, flash-style on "
+    "CUDA for head dims up to 128)",
+    [](SpecReader& spec, const AttnShape& shape, const AttentionOptions& options) -> std::unique_ptr<Attention> {
       std::string kernel = spec.get_string("kernel", "auto");
       LRA_CHECK(kernel == "auto" || kernel == "fused" || kernel == "composed",
                 "attention.kernel must be 'auto', 'fused' or 'composed', got '{}'", kernel);
-      LRA_CHECK(!(kernel == "fused" && options.device != core::Device::cpu),
-                "attention.kernel: fused: the fused softmax kernel exists on the CPU only "
-                "(the CUDA flash kernel is not written yet); use auto or composed on {}",
-                core::device_name(options.device));
-      bool fused = kernel == "fused" || (kernel == "auto" && options.device == core::Device::cpu);
+      // The CUDA kernel keeps a head's row in registers: head dims up to 128.
+      const bool fused_fits = options.device == core::Device::cpu || shape.head_dim <= 128;
+      LRA_CHECK(!(kernel == "fused" && !fused_fits),
+                "attention.kernel: fused: the CUDA fused softmax takes head dims up to 128, got "
+                "{}; use auto or composed",
+                shape.head_dim);
+      bool fused = kernel == "fused" || (kernel == "auto" && fused_fits);
       return std::make_unique<SoftmaxAttention>(fused, options);
     }});
 

@@ -2,6 +2,10 @@
 #include "core/ops_fused_attention.h"
 
 #include "core/cpu/fused_attention.h"
+#include "core/op_checks.h"
+#ifdef LRA_WITH_CUDA
+#include "core/cuda/fused_attention.h"
+#endif
 
 namespace lra::core {
 namespace {
@@ -18,10 +22,15 @@ void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor
               "{}: key mask {} does not match [batch, seq] of q {}", op, key_mask.shape_str(),
               q.shape_str());
   LRA_CHECK(dropout.p >= 0.0 && dropout.p < 1.0, "{}: dropout {} not in [0, 1)", op, dropout.p);
-  for (const Tensor* t : {&q, &k, &v, &key_mask})
-    LRA_CHECK(!t->defined() || t->device() == Device::cpu,
-              "{}: no {} kernel yet (the flash-style CUDA kernel is issue 8's); tensor {}", op,
-              device_name(t->device()), t->shape_str());
+  if (one_device(op, {&q, &k, &v, &key_mask}) == Device::cuda) {
+#ifdef LRA_WITH_CUDA
+    LRA_CHECK(q.dim(3) <= cuda::fused_attention_max_head_dim,
+              "{}: the CUDA kernel takes head dims up to {}, got {} (use the composed softmax)",
+              op, cuda::fused_attention_max_head_dim, q.dim(3));
+#else
+    fail_no_cuda(op);
+#endif
+  }
 }
 
 }  // namespace
@@ -33,6 +42,12 @@ FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const T
   FusedAttention r;
   r.out = Tensor::empty(q.shape(), q.dtype(), q.device());
   r.lse = Tensor::empty(Shape{q.dim(0), q.dim(1), q.dim(2)}, q.dtype(), q.device());
+#ifdef LRA_WITH_CUDA
+  if (q.device() == Device::cuda) {
+    cuda::fused_attention(q, k, v, key_mask, scale, dropout, r.out, r.lse);
+    return r;
+  }
+#endif
   cpu::fused_attention(q, k, v, key_mask, scale, dropout, r.out, r.lse);
   return r;
 }
@@ -40,11 +55,16 @@ FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const T
 FusedAttentionGrads fused_softmax_attention_backward(const Tensor& q, const Tensor& k,
                                                      const Tensor& v, const Tensor& key_mask,
                                                      double scale, const AttentionDropout& dropout,
-                                                     const Tensor& lse, const Tensor& d_out) {
+                                                     const Tensor& lse, const Tensor& out,
+                                                     const Tensor& d_out) {
   const char* op = "fused_softmax_attention_backward";
   check_inputs(op, q, k, v, key_mask, dropout);
   check_same_shape(q, d_out, op);
   check_same_dtype(q, d_out, op);
+  LRA_CHECK(out.defined(), "{}: the forward's out is undefined", op);
+  check_same_shape(q, out, op);
+  check_same_dtype(q, out, op);
+  one_device(op, {&q, &lse, &out, &d_out});
   LRA_CHECK(lse.defined() && lse.rank() == 3 && lse.dim(0) == q.dim(0) &&
                 lse.dim(1) == q.dim(1) && lse.dim(2) == q.dim(2) && lse.dtype() == q.dtype(),
             "{}: lse {} does not match [batch, heads, seq] of q {}", op,
@@ -53,7 +73,15 @@ FusedAttentionGrads fused_softmax_attention_backward(const Tensor& q, const Tens
   g.dq = Tensor::empty(q.shape(), q.dtype(), q.device());
   g.dk = Tensor::empty(q.shape(), q.dtype(), q.device());
   g.dv = Tensor::empty(q.shape(), q.dtype(), q.device());
-  cpu::fused_attention_backward(q, k, v, key_mask, scale, dropout, lse, d_out, g.dq, g.dk, g.dv);
+#ifdef LRA_WITH_CUDA
+  if (q.device() == Device::cuda) {
+    cuda::fused_attention_backward(q, k, v, key_mask, scale, dropout, lse, out, d_out, g.dq, g.dk,
+                                   g.dv);
+    return g;
+  }
+#endif
+  cpu::fused_attention_backward(q, k, v, key_mask, scale, dropout, lse, out, d_out, g.dq, g.dk,
+                                g.dv);
   return g;
 }
 

@@ -3,8 +3,9 @@
 // exactly, optional attention dropout, without the [B, H, N, N] matrices in memory. The
 // CPU kernel (core/cpu/fused_attention.cpp) works on tiles of query rows whose full
 // score rows fit in the L2 cache; only the output and one log-sum-exp per row are kept
-// for the backward, which recomputes each tile's probabilities. The CUDA flash kernel is
-// not written yet (issue 8): on a cuda tensor these ops are an lra::Error.
+// for the backward, which recomputes each tile's probabilities. The CUDA kernels
+// (core/cuda/fused_attention.cu) are flash-style: query or key tiles stream the other side
+// through shared memory with an online softmax; head dims up to 128 there.
 #include <cstdint>
 
 #include "core/tensor.h"
@@ -29,10 +30,12 @@ FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const T
 struct FusedAttentionGrads {
   Tensor dq, dk, dv;
 };
-// Gradients of the fused op given d_out, from its inputs and the forward's lse.
+// Gradients of the fused op given d_out, from its inputs and the forward's lse and out
+// (rowdot(dO, O) = rowdot(P, dP) is the softmax backward's row term, dropout included).
 FusedAttentionGrads fused_softmax_attention_backward(const Tensor& q, const Tensor& k,
                                                      const Tensor& v, const Tensor& key_mask,
                                                      double scale, const AttentionDropout& dropout,
-                                                     const Tensor& lse, const Tensor& d_out);
+                                                     const Tensor& lse, const Tensor& out,
+                                                     const Tensor& d_out);
 
 }  // namespace lra::core

@@ -147,7 +147,7 @@ void forward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tenso
 template <typename T>
 void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                    double scale, const AttentionDropout& dropout, const Tensor& lse,
-                   const Tensor& d_out, Tensor& dq, Tensor& dk, Tensor& dv) {
+                   const Tensor& out, const Tensor& d_out, Tensor& dq, Tensor& dk, Tensor& dv) {
   const Dims s = dims_of(q);
   const std::vector<unsigned char> mask = mask_bytes(key_mask);
   const int64_t rows = tile_rows(s.n, sizeof(T));
@@ -156,6 +156,7 @@ void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
   const T* vp = v.data<T>();
   const T* lp = lse.data<T>();
   const T* gp = d_out.data<T>();
+  const T* outp = out.data<T>();
   T* dqp = dq.data<T>();
   T* dkp = dk.data<T>();
   T* dvp = dv.data<T>();
@@ -211,13 +212,16 @@ void backward_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
         // dV += Wᵀ dO_tile
         thin_prepare_panel(g_bh + i0 * s.d, false, s.n, r, s.d, gpanel);
         thin_gemm_rows(wr, true, gpanel, dv_bh, s.n, s.d, r, 0, s.n, T(1), T(1));
-        // dW = dO_tile Vᵀ; dP = dW * keep; dS = scale P (dP - rowdot(P, dP))
+        // dW = dO_tile Vᵀ; dP = dW * keep; dS = scale P (dP - rowdot(P, dP)), where
+        // rowdot(P, dP) = rowdot(W, dO Vᵀ) = dO · O: D products a row instead of N.
         thin_gemm_rows(g_bh + i0 * s.d, false, vt, gr, r, s.n, s.d, 0, r, T(1), T(0));
         for (int64_t i = 0; i < r; ++i) {
           Row<T> ga(gr + i * s.n, s.n);
           Row<T> pa(pr + i * s.n, s.n);
           if (drop) ga *= Row<T>(keep + i * s.n, s.n);
-          T dot = (pa * ga).sum();
+          const int64_t at = bh * s.n * s.d + (i0 + i) * s.d;
+          T dot = T(0);
+          for (int64_t t = 0; t < s.d; ++t) dot += g_bh[(i0 + i) * s.d + t] * outp[at + t];
           ga = sc_t * pa * (ga - dot);
         }
         // dQ_tile = dS K; dK += dSᵀ Q_tile
@@ -241,9 +245,10 @@ void fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Te
 void fused_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& key_mask, double scale,
                               const AttentionDropout& dropout, const Tensor& lse,
-                              const Tensor& d_out, Tensor& dq, Tensor& dk, Tensor& dv) {
+                              const Tensor& out, const Tensor& d_out, Tensor& dq, Tensor& dk,
+                              Tensor& dv) {
   LRA_DISPATCH_FLOAT(q.dtype(), T, [&] {
-    backward_impl<T>(q, k, v, key_mask, scale, dropout, lse, d_out, dq, dk, dv);
+    backward_impl<T>(q, k, v, key_mask, scale, dropout, lse, out, d_out, dq, dk, dv);
   });
 }
 

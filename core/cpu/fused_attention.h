@@ -9,6 +9,7 @@ void fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Te
 void fused_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& key_mask, double scale,
                               const AttentionDropout& dropout, const Tensor& lse,
-                              const Tensor& d_out, Tensor& dq, Tensor& dk, Tensor& dv);
+                              const Tensor& out, const Tensor& d_out, Tensor& dq, Tensor& dk,
+                              Tensor& dv);
 
 }  // namespace lra::core::cpu

@@ -28,7 +28,7 @@ using core::Shape;
 // without an entry runs with its defaults.
 std::vector<std::string> specs_for(const std::string& name) {
   static const std::map<std::string, std::vector<std::string>> specs{
-      {"softmax", {"{type: softmax}"}},
+      {"softmax", {"{type: softmax}", "{type: softmax, kernel: composed}"}},  // flash, and N x N
       {"linear", {"{type: linear}"}},
       {"linformer",
        {"{type: linformer, k: 5}", "{type: linformer, k: 6, share_kv: false, max_len: 50}"}},

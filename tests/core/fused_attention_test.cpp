@@ -101,7 +101,7 @@ void check(int64_t batch, int64_t heads, int64_t n, int64_t d, DType dtype, doub
     }
 
   // Gradients against the composed backward.
-  FusedAttentionGrads fg = fused_softmax_attention_backward(q, k, v, mask, scale, drop, f.lse, g);
+  FusedAttentionGrads fg = fused_softmax_attention_backward(q, k, v, mask, scale, drop, f.lse, f.out, g);
   Tensor d_weights = matmul(g, v, false, true);
   Tensor dv = matmul(c.weights, g, true, false);
   if (p > 0) d_weights = mul(d_weights, c.keep);
@@ -146,7 +146,7 @@ TEST(FusedAttention, SameBitsWhateverTheMemoryHeldBefore) {
       Tensor mask = Tensor::from_values(Shape{4, n}, m, DType::f32);
       auto run = [&] {
         FusedAttention f = fused_softmax_attention(q, k, v, mask, 0.5, {});
-        FusedAttentionGrads gr = fused_softmax_attention_backward(q, k, v, mask, 0.5, {}, f.lse, g);
+        FusedAttentionGrads gr = fused_softmax_attention_backward(q, k, v, mask, 0.5, {}, f.lse, f.out, g);
         std::vector<double> all = f.out.to_vector();
         for (const Tensor* t : {&f.lse, &gr.dq, &gr.dk, &gr.dv}) {
           auto x = t->to_vector();
