@@ -107,8 +107,8 @@ Tensor pinv_init_backward(const Tensor& a, const Tensor& dz0) {
 }
 
 namespace {
-// One step as whole-batch GEMMs and scaled copies: the CUDA path (batched cuBLAS calls;
-// a one-block-per-matrix kernel is issue 8's fused Nyström).
+// One step as whole-batch GEMMs and scaled copies: the CUDA path for landmark counts whose
+// step does not fit one thread block's shared memory (cuda::pinv_step_fits).
 PinvStep composed_step(const Tensor& a, const Tensor& z, Tensor& next) {
   PinvStep s{z, matmul(a, z), Tensor(), Tensor()};
   s.u1 = scale(s.p, 7.0);
@@ -148,10 +148,21 @@ PinvIteration pinv_iterate(const Tensor& a, const Tensor& z0, int64_t iters) {
   one_device("pinv_iterate", {&a, &z0});
   LRA_CHECK(iters >= 0, "pinv_iterate: iterations must be >= 0, got {}", iters);
   PinvIteration r;
+  auto fresh = [&] { return Tensor::empty(a.shape(), a.dtype(), a.device()); };
   if (a.device() == Device::cuda) {
     Tensor z = z0;
     for (int64_t j = 0; j < iters; ++j) {
       Tensor next;
+#ifdef LRA_WITH_CUDA
+      if (cuda::pinv_step_fits(a.dim(-1), a.dtype())) {
+        PinvStep s{z, fresh(), fresh(), fresh()};
+        next = fresh();
+        cuda::pinv_step(a, z, s.p, s.u1, s.u2, next);
+        r.steps.push_back(s);
+        z = next;
+        continue;
+      }
+#endif
       r.steps.push_back(composed_step(a, z, next));
       z = next;
     }
@@ -162,7 +173,6 @@ PinvIteration pinv_iterate(const Tensor& a, const Tensor& z0, int64_t iters) {
     r.z = z0;
     return r;
   }
-  auto fresh = [&] { return Tensor::empty(a.shape(), a.dtype(), a.device()); };
   for (int64_t j = 0; j < iters; ++j) r.steps.push_back({fresh(), fresh(), fresh(), fresh()});
   r.z = fresh();
   cpu::pinv_iterate(a, z0, r.steps, r.z);
@@ -184,7 +194,17 @@ Tensor pinv_iterate_backward(const Tensor& a, const std::vector<PinvStep>& steps
   one_device("pinv_iterate_backward", {&a, &d_z, &d_a});
   if (a.device() == Device::cuda) {
     Tensor g = d_z;
-    for (auto s = steps.rbegin(); s != steps.rend(); ++s) g = composed_step_backward(a, *s, g, d_a);
+    for (auto s = steps.rbegin(); s != steps.rend(); ++s) {
+#ifdef LRA_WITH_CUDA
+      if (cuda::pinv_step_fits(a.dim(-1), a.dtype())) {
+        Tensor d_prev = Tensor::empty(a.shape(), a.dtype(), a.device());
+        cuda::pinv_step_backward(a, *s, g, d_a, d_prev);
+        g = d_prev;
+        continue;
+      }
+#endif
+      g = composed_step_backward(a, *s, g, d_a);
+    }
     return g;
   }
   if (steps.empty()) return d_z.clone();

@@ -14,6 +14,7 @@
 
 #include "core/cuda_runtime_info.h"
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/ops_attention.h"
 #include "core/rng.h"
 
@@ -113,6 +114,54 @@ TEST_P(CudaAttnOps, PinvInitForwardBackward) {
   Tensor a3 = randn(Shape{5, 17, 17});  // rank 3
   poison(a3.shape());
   expect_close(pinv_init(gpu(a3)), pinv_init(a3), "pinv_init rank 3");
+}
+
+TEST_P(CudaAttnOps, PinvIterateForwardBackward) {
+  // m = 5, 33 and 64: the one-block-per-matrix step kernels (m = 64 in f64 is over their
+  // shared memory: the composed cuBLAS step); m = 70: the composed step. A is row-stochastic
+  // (a softmax, as Nyström's kernel matrix) so the iteration converges; 6 steps and 0.
+  // The iteration amplifies rounding: f64 is held to 1e-9 of the largest value, f32 to 2e-4.
+  const double tol = dtype() == DType::f64 ? 1e-9 : 2e-4;
+  auto close = [&](const Tensor& dev, const Tensor& cpu, const std::string& what) {
+    ASSERT_EQ(dev.device(), Device::cuda) << what;
+    ASSERT_EQ(dev.shape(), cpu.shape()) << what;
+    auto g = dev.to_vector(), c = cpu.to_vector();
+    double scale = 1e-30, err = 0;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
+      scale = std::max(scale, std::abs(c[i]));
+      err = std::max(err, std::abs(g[i] - c[i]));
+    }
+    EXPECT_LE(err / scale, tol) << what;
+  };
+  for (int64_t m : {5, 33, 64, 70})
+    for (int64_t iters : {6, 0}) {
+      SCOPED_TRACE(::testing::Message() << "m=" << m << " iters=" << iters);
+      const Shape shape{2, 3, m, m};
+      Tensor a = softmax(randn(shape, 2.0));
+      Tensor z0 = pinv_init(a);
+      PinvIteration cpu = pinv_iterate(a, z0, iters);
+      for (int i = 0; i < 4 * (iters + 1); ++i) poison(shape);
+      Tensor ga = gpu(a);
+      PinvIteration dev = pinv_iterate(ga, gpu(z0), iters);
+      ASSERT_EQ(dev.steps.size(), cpu.steps.size());
+      close(dev.z, cpu.z, "z");
+      for (std::size_t j = 0; j < cpu.steps.size(); ++j) {
+        const std::string step = "step " + std::to_string(j);
+        close(dev.steps[j].p, cpu.steps[j].p, step + " p");
+        close(dev.steps[j].u1, cpu.steps[j].u1, step + " u1");
+        close(dev.steps[j].u2, cpu.steps[j].u2, step + " u2");
+      }
+      Tensor dz = randn(shape);
+      Tensor da0 = randn(shape, 0.1);  // the backward adds into d_a
+      Tensor da = da0.clone();
+      Tensor dz0 = pinv_iterate_backward(a, cpu.steps, dz, da);
+      Tensor g_da = gpu(da0);
+      for (int i = 0; i < 4; ++i) poison(shape);
+      Tensor g_dz0 = pinv_iterate_backward(ga, dev.steps, gpu(dz), g_da);
+      close(g_dz0, dz0, "d_z0");
+      close(g_da, da, "d_a");
+    }
 }
 
 TEST_P(CudaAttnOps, Crop2dForwardBackward) {
