@@ -24,7 +24,8 @@ void set_rows_identity(const Tensor& a, const Tensor& row_mask, Tensor& y);
 void pinv_init(const Tensor& a, Tensor& z0);
 void pinv_init_backward(const Tensor& a, const Tensor& dz0, Tensor& da);
 // One pseudo-inverse step (core::pinv_iterate) per matrix in one thread block, its m x m
-// operands in shared memory (core/cuda/pinv_step.cu): for m <= 64 in f32, m <= 60 in f64.
+// operands in shared memory (core/cuda/pinv_step.cu): for m <= 64 in f32, m <= 59 in f64
+// (the backward's seven operands within 200 KiB).
 // Larger m take the composed cuBLAS step.
 bool pinv_step_fits(int64_t m, DType dtype);
 void pinv_step(const Tensor& a, const Tensor& z, Tensor& p, Tensor& u1, Tensor& u2,
