@@ -205,7 +205,7 @@ Tensor pinv_iterate_backward(const Tensor& a, const std::vector<PinvStep>& steps
 #endif
       g = composed_step_backward(a, *s, g, d_a);
     }
-    return g;
+    return steps.empty() ? d_z.clone() : g;  // never the caller's d_z itself, as on the CPU
   }
   if (steps.empty()) return d_z.clone();
   Tensor d_z0 = Tensor::empty(a.shape(), a.dtype(), a.device());

@@ -71,8 +71,8 @@ void axpby(Tensor& y, double beta, const Tensor& x, double alpha) {
     const T* xp = x.defined() ? x.data<T>() : nullptr;
     const T a = static_cast<T>(alpha), bt = static_cast<T>(beta);
     parallel_for(y.numel(), elem_grain, [&](int64_t s, int64_t e) {
-      if (!xp)
-        for (int64_t i = s; i < e; ++i) yp[i] = bt * yp[i];
+      if (!xp)  // beta = 0 writes zeros without reading y (which may hold anything)
+        for (int64_t i = s; i < e; ++i) yp[i] = beta == 0.0 ? T(0) : bt * yp[i];
       else if (beta == 1.0)
         for (int64_t i = s; i < e; ++i) yp[i] += a * xp[i];
       else if (beta == 0.0)

@@ -2,12 +2,17 @@
 // Checked CUDA runtime / cuBLAS calls: a failure throws lra::Error naming the call,
 // the file and the line.
 #include <cublas_v2.h>
+#include <cstddef>
 #include <cuda_runtime.h>
 
 namespace lra::core::cuda {
 
 [[noreturn]] void throw_cuda_error(const char* call, const char* file, int line, const char* name,
                                    const char* message);
+
+// The most dynamic shared memory one thread block may opt in to on the current device
+// (227 KiB on the H100; less on older or smaller GPUs), queried once.
+std::size_t max_shared_bytes_per_block();
 
 }  // namespace lra::core::cuda
 

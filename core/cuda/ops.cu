@@ -484,6 +484,7 @@ namespace {
 template <typename T>
 void column_sums(const T* x, const T* mean, const T* rstd, const T* dy, int64_t rows, int64_t cols,
                  T* out_g, T* out_b) {
+  if (cols == 0) return;  // nothing to sum into (a zero-width grid is a launch error)
   int64_t chunks = std::max<int64_t>(1, (rows + row_chunk - 1) / row_chunk);
   Scratch partial(static_cast<std::size_t>(2 * chunks * cols) * sizeof(T));
   T* pg = partial.as<T>();
@@ -660,6 +661,7 @@ void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& m
   RealPositions real(key_mask, s.batch, s.seq);
   const int* pos = real.positions();
   const int* count = real.counts();
+  if (s.batch * s.heads * m == 0) return;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     segment_means_kernel<T><<<static_cast<unsigned>(s.batch * s.heads * m), 64>>>(
         cptr<T>(x), pos, count, s.heads, s.seq, s.width, m, mptr<T>(means), mptr<T>(counts));
@@ -673,6 +675,7 @@ void segment_means_backward_add(Tensor& dx, const Tensor& d_means, const Tensor&
   RealPositions real(key_mask, s.batch, s.seq);
   const int* pos = real.positions();
   const int* count = real.counts();
+  if (s.batch * s.heads * m == 0) return;
   LRA_DISPATCH_FLOAT(dx.dtype(), T, [&] {
     segment_means_backward_kernel<T><<<static_cast<unsigned>(s.batch * s.heads * m), 64>>>(
         cptr<T>(d_means), pos, count, s.heads, s.seq, s.width, m, mptr<T>(dx));
@@ -701,6 +704,7 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
         cptr<T>(dy), cptr<T>(w), mask, mask_f32, x.dim(1), x.dim(2), x.dim(3), w.dim(1), x.numel(),
         true, accumulate, mptr<T>(dx));
     LRA_CUDA_CHECK_LAUNCH();
+    if (w.numel() == 0) return;
     conv_dw_kernel<T><<<static_cast<unsigned>(w.numel()), block_threads>>>(
         cptr<T>(x), cptr<T>(dy), mask, mask_f32, x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(1),
         accumulate, mptr<T>(dw));

@@ -1,0 +1,199 @@
+// The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh) and of the
+// pseudo-inverse step (core/cuda/pinv_step_kernels.cuh), their source compiled as host C++
+// and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
+// barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
+// match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
+// every CI run; launch configuration and the hardware itself are left to the GPU parity
+// tests (cuda_parity_*_test.cpp), which run where a device exists.
+#include "tests/support/cuda_emulation.h"
+
+#include "core/cuda/fused_attention_kernels.cuh"
+#include "core/cuda/pinv_step_kernels.cuh"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/ops_attention.h"
+#include "core/ops_fused_attention.h"
+#include "core/rng.h"
+
+namespace lra::core {
+namespace {
+
+Tensor randn(const Shape& shape, uint64_t seed, DType dtype, double scale = 1.0) {
+  Tensor t = Tensor::empty(shape, dtype);
+  fill_normal(t, seed, 0, 0.0, scale);
+  return t;
+}
+
+// Max abs error relative to the largest reference magnitude (at least `floor`: a reference
+// that is zero but for rounding, as dZ at m = 1, is compared against its inputs' scale);
+// non-finite references must be matched exactly, and every result must be finite where the
+// reference is.
+double rel_error(const Tensor& got, const Tensor& want, const char* what, double floor = 1e-30) {
+  auto g = got.to_vector(), w = want.to_vector();
+  EXPECT_EQ(g.size(), w.size()) << what;
+  double scale = floor, err = 0;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    if (!std::isfinite(w[i])) {
+      EXPECT_EQ(g[i], w[i]) << what << " element " << i;
+      continue;
+    }
+    if (!std::isfinite(g[i])) return std::numeric_limits<double>::infinity();
+    scale = std::max(scale, std::abs(w[i]));
+    err = std::max(err, std::abs(g[i] - w[i]));
+  }
+  return err / scale;
+}
+
+template <typename T, int DMAX>
+void run_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
+               const AttentionDropout& drop, const Tensor& d_out, Tensor& out, Tensor& lse,
+               Tensor& dq, Tensor& dk, Tensor& dv) {
+  using namespace cuda::flash;
+  const int64_t bh = q.dim(0) * q.dim(1), n = q.dim(2);
+  Geometry g{q.dim(1), n, static_cast<int>(q.dim(3)), mask.defined() ? mask.raw_data() : nullptr,
+             mask.defined() && mask.dtype() == DType::f32};
+  Dropout dr{drop.p > 0, drop.p, drop.seed, drop.offset};
+  const int64_t tiles = (n + tile_rows<T>() - 1) / tile_rows<T>();
+  const unsigned blocks = static_cast<unsigned>(bh * tiles);
+  const T* qp = q.data<T>();
+  const T* kp = k.data<T>();
+  const T* vp = v.data<T>();
+  const T* gp = d_out.data<T>();
+  T* op = out.data<T>();
+  T* lp = lse.data<T>();
+  test::emulate_launch(blocks, block_threads, forward_smem<T, DMAX>(), [&] {
+    forward_kernel<T, DMAX>(qp, kp, vp, g, static_cast<T>(scale), dr, tiles, op, lp);
+  });
+  Tensor delta = Tensor::empty(Shape{bh * n}, q.dtype());
+  T* deltap = delta.data<T>();
+  const int64_t rows = bh * n;
+  test::emulate_launch(static_cast<unsigned>((rows + block_threads - 1) / block_threads),
+                       block_threads, 0,
+                       [&] { delta_kernel<T>(gp, op, rows, g.d, deltap); });
+  T* dqp = dq.data<T>();
+  T* dkp = dk.data<T>();
+  T* dvp = dv.data<T>();
+  test::emulate_launch(blocks, block_threads, dkdv_smem<T, DMAX>(), [&] {
+    dkdv_kernel<T, DMAX>(qp, kp, vp, g, static_cast<T>(scale), dr, lp, deltap, gp, tiles, dkp, dvp);
+  });
+  test::emulate_launch(blocks, block_threads, dq_smem<T, DMAX>(), [&] {
+    dq_kernel<T, DMAX>(qp, kp, vp, g, static_cast<T>(scale), dr, lp, deltap, gp, tiles, dqp);
+  });
+}
+
+void check_flash(int64_t batch, int64_t heads, int64_t n, int64_t d, double p, bool padded,
+                 DType dtype) {
+  SCOPED_TRACE(::testing::Message() << "B=" << batch << " H=" << heads << " N=" << n << " D=" << d
+                                    << " p=" << p << " padded=" << padded << " "
+                                    << dtype_name(dtype));
+  const Shape shape{batch, heads, n, d};
+  Tensor q = randn(shape, 1, dtype, 0.8), k = randn(shape, 2, dtype, 0.8);
+  Tensor v = randn(shape, 3, dtype), g = randn(shape, 4, dtype);
+  Tensor mask;
+  if (padded) {
+    std::vector<double> m(static_cast<std::size_t>(batch * n), 1.0);
+    for (int64_t j = n - n / 3; j < n; ++j) m[static_cast<std::size_t>(j)] = 0;  // tail padding
+    if (batch > 1)
+      for (int64_t j = 0; j < n; ++j) m[static_cast<std::size_t>(n + j)] = 0;   // no real key
+    mask = Tensor::from_values(Shape{batch, n}, m, dtype);
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const AttentionDropout drop{p, 91, uint64_t{3} << 40};
+  FusedAttention cpu = fused_softmax_attention(q, k, v, mask, scale, drop);
+  FusedAttentionGrads cpu_g =
+      fused_softmax_attention_backward(q, k, v, mask, scale, drop, cpu.lse, cpu.out, g);
+
+  Tensor out = Tensor::empty(shape, dtype), lse = Tensor::empty(Shape{batch, heads, n}, dtype);
+  Tensor dq = Tensor::empty(shape, dtype), dk = Tensor::empty(shape, dtype);
+  Tensor dv = Tensor::empty(shape, dtype);
+  auto run = [&](auto dmax) {
+    constexpr int DMAX = decltype(dmax)::value;
+    if (dtype == DType::f32)
+      run_flash<float, DMAX>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
+    else
+      run_flash<double, DMAX>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
+  };
+  if (d <= 32)
+    run(std::integral_constant<int, 32>{});
+  else if (d <= 64)
+    run(std::integral_constant<int, 64>{});
+  else
+    run(std::integral_constant<int, 128>{});
+  const double tol = dtype == DType::f64 ? 1e-11 : 1e-5;
+  EXPECT_LE(rel_error(out, cpu.out, "out"), tol) << "out";
+  EXPECT_LE(rel_error(lse, cpu.lse, "lse"), tol) << "lse";
+  EXPECT_LE(rel_error(dq, cpu_g.dq, "dq"), tol) << "dq";
+  EXPECT_LE(rel_error(dk, cpu_g.dk, "dk"), tol) << "dk";
+  EXPECT_LE(rel_error(dv, cpu_g.dv, "dv"), tol) << "dv";
+}
+
+TEST(CudaKernelEmulation, FlashSoftmaxMatchesTheCpuKernel) {
+  for (DType dtype : {DType::f64, DType::f32}) {
+    check_flash(2, 2, 37, 8, 0.0, true, dtype);     // padding, a batch without real keys
+    check_flash(2, 1, 130, 64, 0.2, true, dtype);   // several key and query tiles, dropout
+    check_flash(1, 1, 70, 100, 0.1, false, dtype);  // D = 100 in the 128-wide tile
+    check_flash(1, 1, 1, 1, 0.5, false, dtype);     // one token
+  }
+}
+
+template <typename T>
+void run_pinv(const Tensor& a, const PinvStep& s, const Tensor& d_next, Tensor& p, Tensor& u1,
+              Tensor& u2, Tensor& z_next, Tensor& d_a, Tensor& d_z) {
+  using namespace cuda::pinv;
+  const int m = static_cast<int>(a.dim(-1));
+  const unsigned mats = static_cast<unsigned>(a.numel() / (int64_t{m} * m));
+  const T* ap = a.data<T>();
+  const T* zp = s.z.data<T>();
+  T* pp = p.data<T>();
+  T* u1p = u1.data<T>();
+  T* u2p = u2.data<T>();
+  T* znp = z_next.data<T>();
+  test::emulate_launch(mats, side * side, smem_bytes(m, sizeof(T), forward_buffers),
+                       [&] { step_kernel<T>(m, ap, zp, pp, u1p, u2p, znp); });
+  const T* gp = d_next.data<T>();
+  T* dap = d_a.data<T>();
+  T* dzp = d_z.data<T>();
+  test::emulate_launch(mats, side * side, smem_bytes(m, sizeof(T), backward_buffers), [&] {
+    step_backward_kernel<T>(m, ap, zp, pp, u1p, u2p, gp, dap, dzp);
+  });
+}
+
+TEST(CudaKernelEmulation, PinvStepMatchesTheCpuIteration) {
+  for (DType dtype : {DType::f64, DType::f32})
+    for (int64_t m : {1, 5, 33, 64}) {
+      SCOPED_TRACE(::testing::Message() << "m=" << m << " " << dtype_name(dtype));
+      const Shape shape{2, m, m};
+      Tensor a = softmax(randn(shape, 5, dtype, 2.0));
+      Tensor z0 = pinv_init(a);
+      PinvIteration cpu = pinv_iterate(a, z0, 1);
+      Tensor g = randn(shape, 6, dtype), da0 = randn(shape, 7, dtype, 0.1);
+      Tensor cpu_da = da0.clone();
+      Tensor cpu_dz = pinv_iterate_backward(a, cpu.steps, g, cpu_da);
+
+      auto fresh = [&] { return Tensor::empty(shape, dtype); };
+      Tensor p = fresh(), u1 = fresh(), u2 = fresh(), zn = fresh(), dz = fresh();
+      Tensor da = da0.clone();
+      PinvStep step{z0, Tensor(), Tensor(), Tensor()};
+      if (dtype == DType::f32)
+        run_pinv<float>(a, step, g, p, u1, u2, zn, da, dz);
+      else
+        run_pinv<double>(a, step, g, p, u1, u2, zn, da, dz);
+      const double tol = dtype == DType::f64 ? 1e-12 : 1e-5;
+      EXPECT_LE(rel_error(p, cpu.steps[0].p, "p"), tol) << "p";
+      EXPECT_LE(rel_error(u1, cpu.steps[0].u1, "u1"), tol) << "u1";
+      EXPECT_LE(rel_error(u2, cpu.steps[0].u2, "u2"), tol) << "u2";
+      EXPECT_LE(rel_error(zn, cpu.z, "z"), tol) << "z";
+      EXPECT_LE(rel_error(da, cpu_da, "d_a"), tol) << "d_a";
+      EXPECT_LE(rel_error(dz, cpu_dz, "d_z", 1.0), tol) << "d_z";  // exactly 0 at m = 1
+    }
+}
+
+}  // namespace
+}  // namespace lra::core
