@@ -7,9 +7,11 @@
 #include <type_traits>
 
 #include "core/cuda/check.h"
+#include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "core/precision.h"
 
 namespace lra::core::cuda {
 namespace {
@@ -18,7 +20,8 @@ using namespace flash;
 
 // ------------------------------------------------------------------ launch
 // Kernels above 48 KiB of dynamic shared memory must opt in, once per kernel.
-template <auto Kernel, typename... Args> void launch(size_t smem, int64_t blocks, Args... args) {
+template <auto Kernel, int Threads = block_threads, typename... Args>
+void launch(size_t smem, int64_t blocks, Args... args) {
   LRA_CHECK(smem <= max_shared_bytes_per_block(),
             "fused_softmax_attention (cuda): this head dim's tiles need {} bytes of shared memory "
             "per block, the device allows {}; use attention kernel: composed",
@@ -31,7 +34,7 @@ template <auto Kernel, typename... Args> void launch(size_t smem, int64_t blocks
   (void)opted_in;
   LRA_CHECK(blocks <= INT32_MAX, "fused_softmax_attention: {} thread blocks exceed the grid limit",
             blocks);
-  Kernel<<<static_cast<unsigned>(blocks), block_threads, smem>>>(args...);
+  Kernel<<<static_cast<unsigned>(blocks), Threads, smem>>>(args...);
   LRA_CUDA_CHECK_LAUNCH();
 }
 
@@ -65,6 +68,18 @@ void fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   const Geometry g = geometry_of(q, key_mask);
   const Dropout dr = dropout_of(dropout);
   const int64_t bh = q.dim(0) * q.dim(1);
+  if (q.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::tf32) {
+    const int64_t tiles = (g.n + tf32_rows - 1) / tf32_rows;
+    auto run = [&](auto dmax) {
+      constexpr int DMAX = decltype(dmax)::value;
+      launch<forward_tf32_kernel<DMAX>, tf32_threads>(
+          forward_tf32_smem<DMAX>(), bh * tiles, q.data<float>(), k.data<float>(),
+          v.data<float>(), g, static_cast<float>(scale), dr, tiles, out.data<float>(),
+          lse.data<float>());
+    };
+    with_head_dim_tile(g.d, run);
+    return;
+  }
   LRA_DISPATCH_FLOAT(q.dtype(), T, [&] {
     const int64_t tiles = (g.n + tile_rows<T>() - 1) / tile_rows<T>();
     auto run = [&](auto dmax) {

@@ -9,6 +9,7 @@
 #include "core/cuda/kernels.h"
 #include "core/dispatch.h"
 #include "core/philox.h"
+#include "core/precision.h"
 
 namespace lra::core::cuda {
 namespace {
@@ -80,8 +81,14 @@ void gemm_batched(cublasOperation_t opb, cublasOperation_t opa, int n, int m, in
                   const T* b, int ldb, long long sb, const T* a, int lda, long long sa, T beta, T* c,
                   int ldc, long long sc, int count) {
   if constexpr (sizeof(T) == 4) {
-    LRA_CUBLAS_CHECK(cublasSgemmStridedBatched(handle(), opb, opa, n, m, k, &alpha, b, ldb, sb, a,
-                                               lda, sa, &beta, c, ldc, sc, count));
+    // fp32 storage; the products in fp32 or on TF32 tensor cores (core/precision.h).
+    const cublasComputeType_t compute = matmul_precision() == MatmulPrecision::tf32
+                                            ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                            : CUBLAS_COMPUTE_32F;
+    LRA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle(), opb, opa, n, m, k, &alpha, b, CUDA_R_32F,
+                                                ldb, sb, a, CUDA_R_32F, lda, sa, &beta, c,
+                                                CUDA_R_32F, ldc, sc, count, compute,
+                                                CUBLAS_GEMM_DEFAULT));
   } else {
     LRA_CUBLAS_CHECK(cublasDgemmStridedBatched(handle(), opb, opa, n, m, k, &alpha, b, ldb, sb, a,
                                                lda, sa, &beta, c, ldc, sc, count));

@@ -8,11 +8,14 @@
 
 #include "tests/support/cuda_parity.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
 #include "core/ops_fused_attention.h"
+#include "core/precision.h"
 
 namespace lra::core {
 namespace {
@@ -63,6 +66,49 @@ TEST_P(CudaFusedAttention, EveryHeadDimTileWithPaddingAndDropout) {
   check(1, 3, 70, 100, 0.0, true);    // D = 100 in the 128 tile
   check(1, 2, 200, 128, 0.1, false);  // full 128 tile with dropout
   check(2, 2, 65, 33, 0.0, true);     // D = 33: the first width of the 64 tile
+}
+
+TEST_P(CudaFusedAttention, Tf32ForwardOnTensorCoresWithin5e3) {
+  // f32 under TF32 precision takes the tensor-core forward (the backward stays fp32);
+  // f64 is unaffected and held to the exact tolerance.
+  if (dtype() == DType::f64) GTEST_SKIP() << "TF32 applies to f32 only";
+  ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
+  for (int64_t d : {8, 64, 100}) {
+    SCOPED_TRACE(::testing::Message() << "D=" << d);
+    const Shape shape{2, 2, 130, d};
+    Tensor q = randn(shape, 0.8), k = randn(shape, 0.8), v = randn(shape), g = randn(shape);
+    std::vector<double> m(static_cast<std::size_t>(2 * 130), 1.0);
+    for (int64_t j = 100; j < 130; ++j) m[static_cast<std::size_t>(j)] = 0;
+    Tensor mask = Tensor::from_values(Shape{2, 130}, m, dtype());
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    const AttentionDropout drop{0.1, 5, 0};
+    FusedAttention cpu = fused_softmax_attention(q, k, v, mask, scale, drop);
+    FusedAttentionGrads cpu_g =
+        fused_softmax_attention_backward(q, k, v, mask, scale, drop, cpu.lse, cpu.out, g);
+    poison(shape);
+    Tensor gq = gpu(q), gk = gpu(k), gv = gpu(v), gm = gpu(mask);
+    FusedAttention dev = fused_softmax_attention(gq, gk, gv, gm, scale, drop);
+    FusedAttentionGrads dev_g =
+        fused_softmax_attention_backward(gq, gk, gv, gm, scale, drop, dev.lse, dev.out, gpu(g));
+    auto rel = [](const Tensor& got, const Tensor& want) {
+      auto a = got.to_vector(), b = want.to_vector();
+      double scale_ = 1e-30, err = 0;
+      for (std::size_t i = 0; i < b.size(); ++i) {
+        if (!std::isfinite(b[i])) {
+          if (a[i] != b[i]) return std::numeric_limits<double>::infinity();
+          continue;
+        }
+        scale_ = std::max(scale_, std::abs(b[i]));
+        err = std::max(err, std::abs(a[i] - b[i]));
+      }
+      return err / scale_;
+    };
+    EXPECT_LE(rel(dev.out, cpu.out), 5e-3) << "out";
+    EXPECT_LE(rel(dev.lse, cpu.lse), 5e-3) << "lse";
+    EXPECT_LE(rel(dev_g.dq, cpu_g.dq), 5e-3) << "dq";
+    EXPECT_LE(rel(dev_g.dk, cpu_g.dk), 5e-3) << "dk";
+    EXPECT_LE(rel(dev_g.dv, cpu_g.dv), 5e-3) << "dv";
+  }
 }
 
 TEST_P(CudaFusedAttention, SameBitsOnEveryRun) {

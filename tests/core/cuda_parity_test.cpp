@@ -4,12 +4,14 @@
 
 #include "tests/support/cuda_parity.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "core/cuda_runtime_info.h"
 #include "core/ops.h"
+#include "core/precision.h"
 #include "core/rng.h"
 
 namespace lra::core {
@@ -37,6 +39,27 @@ TEST_P(CudaParity, Gemm) {
       expect_close(gda, da, "matmul_backward da");
       expect_close(gdb, db, "matmul_backward db (batch-summed)");
     }
+}
+
+TEST_P(CudaParity, GemmTf32WithinItsRounding) {
+  // TF32 applies to f32 only: f64 stays exact. Depth 512 so the rounding shows.
+  ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
+  Tensor a = randn(Shape{3, 40, 512}), b = randn(Shape{512, 24});
+  Tensor c = matmul(a, b);
+  poison(c.shape());
+  Tensor g = matmul(gpu(a), gpu(b));
+  if (dtype() == DType::f64) {
+    expect_close(g, c, "f64 under tf32 precision");
+    return;
+  }
+  auto gv = g.to_vector(), cv = c.to_vector();
+  double scale = 1e-30, err = 0;
+  for (std::size_t i = 0; i < cv.size(); ++i) {
+    scale = std::max(scale, std::abs(cv[i]));
+    err = std::max(err, std::abs(gv[i] - cv[i]));
+  }
+  EXPECT_LE(err / scale, 5e-3) << "tf32 matmul";
+  EXPECT_GT(err / scale, 1e-6) << "tf32 matmul is as exact as fp32: TF32 not in effect";
 }
 
 TEST_P(CudaParity, SoftmaxMaskedAndBackward) {

@@ -2,12 +2,13 @@
 // Runs CUDA kernel source on the CPU, for tests on machines without a GPU: one std::thread
 // per CUDA thread, a std::barrier for __syncthreads, shuffles exchanged through the block,
 // blocks one after another. Only what lra's kernels use (1-D grids and blocks, dynamic
-// shared memory, __shfl_xor_sync). Slow (thousands of threads per launch): small shapes.
+// shared memory, __shfl_xor_sync, the TF32 mma of core/cuda/mma_tf32.cuh). Slow (thousands of threads per launch): small shapes.
 // Shared memory starts as 0xFF bytes (NaN in f32 and f64), so a read of an element no
 // thread wrote shows in the results. Include this before any kernel header.
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <math.h>
 #include <thread>
@@ -32,7 +33,8 @@ inline EmulatedDim3 blockDim, gridDim;
 struct EmulatedBlock {
   std::barrier<>* barrier = nullptr;
   std::vector<unsigned char> shared;
-  std::vector<double> exchange;  // one slot per thread for shuffles
+  std::vector<double> exchange;       // one slot per thread for shuffles
+  std::vector<uint32_t> fragments;    // six per thread: an mma's A and B fragments
 };
 inline thread_local EmulatedBlock* emulated_block = nullptr;
 
@@ -52,6 +54,50 @@ template <typename T> T __shfl_xor_sync(unsigned, T v, int lane_mask, int width 
   return r;
 }
 
+// core/cuda/mma_tf32.cuh on the CPU: the same fragment layout (see there), products of TF32
+// values (exact in fp32) summed in fp32.
+namespace lra::core::cuda {
+
+inline uint32_t to_tf32(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;  // round half away from zero
+  return u & 0xffffe000u;
+}
+
+inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
+  uint32_t* mine = emulated_block->fragments.data() + 6 * t;
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = b[0];
+  mine[5] = b[1];
+  __syncthreads();
+  auto value = [](uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  };
+  const uint32_t* frags = emulated_block->fragments.data() + 6 * warp0;
+  auto a_at = [&](int row, int col) {  // A (16 x 8)
+    const int owner = (row % 8) * 4 + col % 4, reg = (row >= 8 ? 1 : 0) + (col >= 4 ? 2 : 0);
+    return value(frags[6 * owner + reg]);
+  };
+  auto b_at = [&](int kk, int col) {  // B (8 x 8)
+    const int owner = col * 4 + kk % 4, reg = kk >= 4 ? 1 : 0;
+    return value(frags[6 * owner + 4 + reg]);
+  };
+  const int g = static_cast<int>(lane / 4), tq = static_cast<int>(lane % 4);
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * tq + (e % 2);
+    float acc = 0.0f;
+    for (int kk = 0; kk < 8; ++kk) acc += a_at(row, kk) * b_at(kk, col);
+    d[e] += acc;
+  }
+  __syncthreads();
+}
+
+}  // namespace lra::core::cuda
+
 namespace lra::test {
 
 // kernel<<<grid, block, shared_bytes>>>(...) as emulate_launch(grid, block, shared_bytes,
@@ -66,6 +112,7 @@ inline void emulate_launch(unsigned grid, unsigned block, std::size_t shared_byt
     state.barrier = &barrier;
     state.shared.assign(shared_bytes, 0xFF);
     state.exchange.assign(block, 0.0);
+    state.fragments.assign(6 * std::size_t{block}, 0u);
     std::vector<std::thread> threads;
     threads.reserve(block);
     for (unsigned t = 0; t < block; ++t)
