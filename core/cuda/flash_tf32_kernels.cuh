@@ -1,7 +1,8 @@
-// Flash-style softmax attention forward on tensor cores (TF32 products, fp32 accumulation
-// and fp32 softmax), for f32 tensors when the matmul precision is TF32
-// (core/precision.h). Same semantics as forward_kernel in fused_attention_kernels.cuh: key
-// mask, -inf log-sum-exp without real keys, dropout with the CPU's draws.
+// Flash-style softmax attention on tensor cores (TF32 products, fp32 accumulation and fp32
+// softmax), for f32 tensors when the matmul precision is TF32 (core/precision.h). Same
+// semantics as the kernels of fused_attention_kernels.cuh: key mask, -inf log-sum-exp
+// without real keys, dropout with the CPU's draws, dK/dV and dQ in separate kernels (no
+// atomics). The backward kernels below follow the same plan as this forward.
 //
 // 128 threads = 4 warps; a block owns 64 query rows, 16 per warp, and streams 64-key tiles
 // of K and V through shared memory. Per warp and key tile: S (16 x 64) = Q Kᵀ as
@@ -161,6 +162,226 @@ __global__ void __launch_bounds__(tf32_threads)
       if (col + 1 < g.d) orow[col + 1] = o[dt][2 * h + 1] * inv;
     }
     if (tq == 0) lse[bh * g.n + rows[h]] = l[h] > 0.0f ? m[h] + logf(l[h]) : neg_inf;
+  }
+}
+
+// ------------------------------------------------------------------ backward
+// Both kernels: 4 warps of 16 rows (keys for dK/dV, queries for dQ) against 64-wide tiles
+// of the other side, tiles in shared memory with rows D + 4 floats apart.
+template <int DMAX> size_t backward_tf32_smem() {
+  return 4 * tf32_keys * (DMAX + 4) * sizeof(float) + 2 * tf32_keys * sizeof(float) + tf32_keys;
+}
+
+// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a [64][LD] tile, zero-padded.
+template <int DMAX>
+__device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0, const Geometry& g,
+                                      float* tile) {
+  constexpr int LD = DMAX + 4;
+  for (int idx = threadIdx.x; idx < tf32_keys * DMAX; idx += tf32_threads) {
+    const int r = idx / DMAX, c = idx % DMAX;
+    const int64_t row = r0 + r;
+    tile[r * LD + c] = (row < g.n && c < g.d) ? src[row * g.d + c] : 0.0f;
+  }
+}
+
+// acc[nt] += A (the warp's 16 rows of `a`, all of the head dim) times Bᵀ, B = 64 rows of `b`:
+// the product of two row-major tiles against the head dim (S = Q Kᵀ, dP = dO Vᵀ, ...).
+template <int DMAX>
+__device__ inline void rows_times_rows(const float* a, const float* b, float (&acc)[tf32_keys / 8][4]) {
+  constexpr int LD = DMAX + 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+  const float* a0 = a + (warp * 16 + gq) * LD + tq;
+#pragma unroll
+  for (int kk = 0; kk < DMAX / 8; ++kk) {
+    const uint32_t af[4] = {to_tf32(a0[kk * 8]), to_tf32(a0[8 * LD + kk * 8]),
+                            to_tf32(a0[kk * 8 + 4]), to_tf32(a0[8 * LD + kk * 8 + 4])};
+#pragma unroll
+    for (int nt = 0; nt < tf32_keys / 8; ++nt) {
+      const float* brow = b + (nt * 8 + gq) * LD + kk * 8 + tq;
+      const uint32_t bf[2] = {to_tf32(brow[0]), to_tf32(brow[4])};
+      mma_tf32(acc[nt], af, bf);
+    }
+  }
+}
+
+// out[dt] += X (16 x 64, accumulator fragments, columns permuted within each 8 as the
+// forward's P) times the 64 x D tile `b`.
+template <int DMAX>
+__device__ inline void fragments_times_tile(const float (&x)[tf32_keys / 8][4], const float* b,
+                                            float (&out)[DMAX / 8][4]) {
+  constexpr int LD = DMAX + 4;
+  const int lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+#pragma unroll
+  for (int kt = 0; kt < tf32_keys / 8; ++kt) {
+    const uint32_t xa[4] = {to_tf32(x[kt][0]), to_tf32(x[kt][2]), to_tf32(x[kt][1]),
+                            to_tf32(x[kt][3])};
+    const float* b0 = b + (kt * 8 + 2 * tq) * LD + gq;
+#pragma unroll
+    for (int dt = 0; dt < DMAX / 8; ++dt) {
+      const uint32_t bf[2] = {to_tf32(b0[dt * 8]), to_tf32(b0[LD + dt * 8])};
+      mma_tf32(out[dt], xa, bf);
+    }
+  }
+}
+
+// One block per 64-key tile: dV = Σ Wᵀ dO, dK = Σ dSᵀ Q over the query tiles, with Sᵀ = K Qᵀ
+// and dPᵀ = V dOᵀ (keys are the rows of every fragment here).
+template <int DMAX>
+__global__ void __launch_bounds__(tf32_threads)
+    dkdv_tf32_kernel(const float* __restrict__ q, const float* __restrict__ k,
+                     const float* __restrict__ v, Geometry g, float scale, Dropout dr,
+                     const float* __restrict__ lse, const float* __restrict__ delta,
+                     const float* __restrict__ d_out, int64_t tiles, float* __restrict__ dk,
+                     float* __restrict__ dv) {
+  constexpr int LD = DMAX + 4, NT = tf32_keys / 8, DT = DMAX / 8;
+  LRA_DYNAMIC_SHARED(smem);
+  float* ks = reinterpret_cast<float*>(smem);  // [64][LD]
+  float* vs = ks + tf32_keys * LD;
+  float* qs = vs + tf32_keys * LD;
+  float* gs = qs + tf32_keys * LD;  // dO
+  float* lses = gs + tf32_keys * LD;
+  float* deltas = lses + tf32_keys;
+  const float neg_inf = -INFINITY;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+  const int64_t bh = blockIdx.x / tiles, j0 = (blockIdx.x % tiles) * tf32_keys, b = bh / g.heads;
+  const int64_t base = bh * g.n * g.d;
+  const int64_t keys[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
+  const bool real[2] = {key_is_real(g, b, keys[0]), key_is_real(g, b, keys[1])};
+
+  load_tf32_tile<DMAX>(k + base, j0, g, ks);
+  load_tf32_tile<DMAX>(v + base, j0, g, vs);
+  float dka[DT][4], dva[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dka[dt][e] = dva[dt][e] = 0.0f;
+
+  for (int64_t i0 = 0; i0 < g.n; i0 += tf32_keys) {
+    __syncthreads();
+    load_tf32_tile<DMAX>(q + base, i0, g, qs);
+    load_tf32_tile<DMAX>(d_out + base, i0, g, gs);
+    for (int ii = threadIdx.x; ii < tf32_keys; ii += tf32_threads) {
+      const int64_t row = i0 + ii;
+      lses[ii] = row < g.n ? lse[bh * g.n + row] : neg_inf;
+      deltas[ii] = row < g.n ? delta[bh * g.n + row] : 0.0f;
+    }
+    __syncthreads();
+    float st[NT][4], dpt[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) st[nt][e] = dpt[nt][e] = 0.0f;
+    rows_times_rows<DMAX>(ks, qs, st);
+    rows_times_rows<DMAX>(vs, gs, dpt);
+    // Element e of column tile nt: key keys[e / 2], query i0 + nt * 8 + 2 tq + e % 2.
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int qi = nt * 8 + 2 * tq + (e & 1);
+        const float l = lses[qi];
+        const float p = (real[e >> 1] && l != neg_inf) ? expf(st[nt][e] * scale - l) : 0.0f;
+        float keep = 1.0f;
+        if (dr.on && p != 0.0f)
+          keep = keep_multiplier<float>(
+              dr, dr.offset + static_cast<uint64_t>((bh * g.n + i0 + qi) * g.n + keys[e >> 1]));
+        st[nt][e] = p * keep;                                     // Wᵀ
+        dpt[nt][e] = scale * p * (dpt[nt][e] * keep - deltas[qi]);  // dSᵀ
+      }
+    fragments_times_tile<DMAX>(st, gs, dva);
+    fragments_times_tile<DMAX>(dpt, qs, dka);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (keys[h] >= g.n) continue;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      const int col = dt * 8 + 2 * tq;
+      float* krow = dk + base + keys[h] * g.d;
+      float* vrow = dv + base + keys[h] * g.d;
+      if (col < g.d) {
+        krow[col] = dka[dt][2 * h];
+        vrow[col] = dva[dt][2 * h];
+      }
+      if (col + 1 < g.d) {
+        krow[col + 1] = dka[dt][2 * h + 1];
+        vrow[col + 1] = dva[dt][2 * h + 1];
+      }
+    }
+  }
+}
+
+// One block per 64-query tile: dQ = Σ dS K over the key tiles, S = Q Kᵀ, dP = dO Vᵀ.
+template <int DMAX>
+__global__ void __launch_bounds__(tf32_threads)
+    dq_tf32_kernel(const float* __restrict__ q, const float* __restrict__ k,
+                   const float* __restrict__ v, Geometry g, float scale, Dropout dr,
+                   const float* __restrict__ lse, const float* __restrict__ delta,
+                   const float* __restrict__ d_out, int64_t tiles, float* __restrict__ dq) {
+  constexpr int LD = DMAX + 4, NT = tf32_keys / 8, DT = DMAX / 8;
+  LRA_DYNAMIC_SHARED(smem);
+  float* qs = reinterpret_cast<float*>(smem);  // [64][LD]
+  float* gs = qs + tf32_keys * LD;             // dO
+  float* ks = gs + tf32_keys * LD;
+  float* vs = ks + tf32_keys * LD;
+  unsigned char* real = reinterpret_cast<unsigned char*>(vs + tf32_keys * LD + 2 * tf32_keys);
+  const float neg_inf = -INFINITY;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
+  const int64_t bh = blockIdx.x / tiles, i0 = (blockIdx.x % tiles) * tf32_rows, b = bh / g.heads;
+  const int64_t base = bh * g.n * g.d;
+  const int64_t rows[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
+  float my_lse[2], my_delta[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    my_lse[h] = rows[h] < g.n ? lse[bh * g.n + rows[h]] : neg_inf;
+    my_delta[h] = rows[h] < g.n ? delta[bh * g.n + rows[h]] : 0.0f;
+  }
+  load_tf32_tile<DMAX>(q + base, i0, g, qs);
+  load_tf32_tile<DMAX>(d_out + base, i0, g, gs);
+  float dqa[DT][4];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dqa[dt][e] = 0.0f;
+
+  for (int64_t j0 = 0; j0 < g.n; j0 += tf32_keys) {
+    __syncthreads();
+    load_tf32_tile<DMAX>(k + base, j0, g, ks);
+    load_tf32_tile<DMAX>(v + base, j0, g, vs);
+    for (int jj = threadIdx.x; jj < tf32_keys; jj += tf32_threads) real[jj] = key_is_real(g, b, j0 + jj);
+    __syncthreads();
+    float s[NT][4], dp[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[nt][e] = dp[nt][e] = 0.0f;
+    rows_times_rows<DMAX>(qs, ks, s);
+    rows_times_rows<DMAX>(gs, vs, dp);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e >> 1, kj = nt * 8 + 2 * tq + (e & 1);
+        const float p =
+            (real[kj] && my_lse[h] != neg_inf) ? expf(s[nt][e] * scale - my_lse[h]) : 0.0f;
+        float keep = 1.0f;
+        if (dr.on && p != 0.0f)
+          keep = keep_multiplier<float>(
+              dr, dr.offset + static_cast<uint64_t>((bh * g.n + rows[h]) * g.n + j0 + kj));
+        s[nt][e] = scale * p * (dp[nt][e] * keep - my_delta[h]);  // dS
+      }
+    fragments_times_tile<DMAX>(s, ks, dqa);
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (rows[h] >= g.n) continue;
+    float* row = dq + base + rows[h] * g.d;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      const int col = dt * 8 + 2 * tq;
+      if (col < g.d) row[col] = dqa[dt][2 * h];
+      if (col + 1 < g.d) row[col + 1] = dqa[dt][2 * h + 1];
+    }
   }
 }
 

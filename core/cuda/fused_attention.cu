@@ -107,6 +107,25 @@ void fused_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
     delta_kernel<T><<<static_cast<unsigned>(grid), block_threads>>>(d_out.data<T>(), out.data<T>(),
                                                                      rows, g.d, delta.data<T>());
     LRA_CUDA_CHECK_LAUNCH();
+    if constexpr (std::is_same_v<T, float>) {
+      if (matmul_precision() == MatmulPrecision::tf32) {
+        const int64_t tiles = (g.n + tf32_keys - 1) / tf32_keys;
+        auto run = [&](auto dmax) {
+          constexpr int DMAX = decltype(dmax)::value;
+          const float* dp = delta.data<float>();
+          launch<dkdv_tf32_kernel<DMAX>, tf32_threads>(
+              backward_tf32_smem<DMAX>(), bh * tiles, q.data<float>(), k.data<float>(),
+              v.data<float>(), g, static_cast<float>(scale), dr, lse.data<float>(), dp,
+              d_out.data<float>(), tiles, dk.data<float>(), dv.data<float>());
+          launch<dq_tf32_kernel<DMAX>, tf32_threads>(
+              backward_tf32_smem<DMAX>(), bh * tiles, q.data<float>(), k.data<float>(),
+              v.data<float>(), g, static_cast<float>(scale), dr, lse.data<float>(), dp,
+              d_out.data<float>(), tiles, dq.data<float>());
+        };
+        with_head_dim_tile(g.d, run);
+        return;
+      }
+    }
     const int64_t tiles = (g.n + tile_rows<T>() - 1) / tile_rows<T>();
     auto run = [&](auto dmax) {
       constexpr int DMAX = decltype(dmax)::value;

@@ -146,7 +146,8 @@ TEST(CudaKernelEmulation, FlashSoftmaxMatchesTheCpuKernel) {
 
 template <int DMAX>
 void run_flash_tf32(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                    double scale, const AttentionDropout& drop, Tensor& out, Tensor& lse) {
+                    double scale, const AttentionDropout& drop, const Tensor& d_out, Tensor& out,
+                    Tensor& lse, Tensor& dq, Tensor& dk, Tensor& dv) {
   using namespace cuda::flash;
   const int64_t n = q.dim(2);
   Geometry g{q.dim(1), n, static_cast<int>(q.dim(3)), mask.defined() ? mask.raw_data() : nullptr,
@@ -163,16 +164,33 @@ void run_flash_tf32(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
                          forward_tf32_kernel<DMAX>(qp, kp, vp, g, static_cast<float>(scale), dr,
                                                    tiles, op, lp);
                        });
+  const int64_t rows = q.dim(0) * q.dim(1) * n;
+  Tensor delta = Tensor::empty(Shape{rows});
+  float* deltap = delta.data<float>();
+  const float* gp = d_out.data<float>();
+  test::emulate_launch(static_cast<unsigned>((rows + 255) / 256), 256, 0,
+                       [&] { delta_kernel<float>(gp, op, rows, g.d, deltap); });
+  const unsigned blocks = static_cast<unsigned>(q.dim(0) * q.dim(1) * tiles);
+  float* dqp = dq.data<float>();
+  float* dkp = dk.data<float>();
+  float* dvp = dv.data<float>();
+  test::emulate_launch(blocks, tf32_threads, backward_tf32_smem<DMAX>(), [&] {
+    dkdv_tf32_kernel<DMAX>(qp, kp, vp, g, static_cast<float>(scale), dr, lp, deltap, gp, tiles,
+                           dkp, dvp);
+  });
+  test::emulate_launch(blocks, tf32_threads, backward_tf32_smem<DMAX>(), [&] {
+    dq_tf32_kernel<DMAX>(qp, kp, vp, g, static_cast<float>(scale), dr, lp, deltap, gp, tiles, dqp);
+  });
 }
 
-// The tensor-core forward (TF32 products): within TF32's rounding (inputs to 10-bit
+// The tensor-core kernels (TF32 products), forward and backward: within TF32's rounding (inputs to 10-bit
 // mantissas, relative 2^-11 each) of the fp32 CPU kernel, issue 8's 5e-3.
 void check_flash_tf32(int64_t batch, int64_t heads, int64_t n, int64_t d, double p, bool padded) {
   SCOPED_TRACE(::testing::Message() << "TF32 B=" << batch << " H=" << heads << " N=" << n
                                     << " D=" << d << " p=" << p << " padded=" << padded);
   const Shape shape{batch, heads, n, d};
   Tensor q = randn(shape, 11, DType::f32, 0.8), k = randn(shape, 12, DType::f32, 0.8);
-  Tensor v = randn(shape, 13, DType::f32);
+  Tensor v = randn(shape, 13, DType::f32), g = randn(shape, 14, DType::f32);
   Tensor mask;
   if (padded) {
     std::vector<double> m(static_cast<std::size_t>(batch * n), 1.0);
@@ -184,18 +202,27 @@ void check_flash_tf32(int64_t batch, int64_t heads, int64_t n, int64_t d, double
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const AttentionDropout drop{p, 91, uint64_t{3} << 40};
   FusedAttention cpu = fused_softmax_attention(q, k, v, mask, scale, drop);
+  FusedAttentionGrads cpu_g =
+      fused_softmax_attention_backward(q, k, v, mask, scale, drop, cpu.lse, cpu.out, g);
   Tensor out = Tensor::empty(shape), lse = Tensor::empty(Shape{batch, heads, n});
+  Tensor dq = Tensor::empty(shape), dk = Tensor::empty(shape), dv = Tensor::empty(shape);
   if (d <= 32)
-    run_flash_tf32<32>(q, k, v, mask, scale, drop, out, lse);
+    run_flash_tf32<32>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
   else if (d <= 64)
-    run_flash_tf32<64>(q, k, v, mask, scale, drop, out, lse);
+    run_flash_tf32<64>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
   else
-    run_flash_tf32<128>(q, k, v, mask, scale, drop, out, lse);
+    run_flash_tf32<128>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
   EXPECT_LE(rel_error(out, cpu.out, "out"), 5e-3) << "out";
   EXPECT_LE(rel_error(lse, cpu.lse, "lse"), 5e-3) << "lse";
+  // dQ and dK are exactly 0 at N = 1 (dP - delta cancels): compared against the inputs'
+  // scale there, as TF32's dP carries an absolute error of its own.
+  const double floor = n == 1 ? 1.0 : 1e-30;
+  EXPECT_LE(rel_error(dq, cpu_g.dq, "dq", floor), 5e-3) << "dq";
+  EXPECT_LE(rel_error(dk, cpu_g.dk, "dk", floor), 5e-3) << "dk";
+  EXPECT_LE(rel_error(dv, cpu_g.dv, "dv"), 5e-3) << "dv";
 }
 
-TEST(CudaKernelEmulation, FlashSoftmaxTf32ForwardMatchesTheCpuKernel) {
+TEST(CudaKernelEmulation, FlashSoftmaxTf32MatchesTheCpuKernel) {
   check_flash_tf32(2, 2, 37, 8, 0.0, true);     // padding, a batch without real keys
   check_flash_tf32(2, 1, 130, 64, 0.2, true);   // several key and query tiles, dropout
   check_flash_tf32(1, 1, 70, 100, 0.1, false);  // D = 100 in the 128-wide tile

@@ -68,9 +68,8 @@ TEST_P(CudaFusedAttention, EveryHeadDimTileWithPaddingAndDropout) {
   check(2, 2, 65, 33, 0.0, true);     // D = 33: the first width of the 64 tile
 }
 
-TEST_P(CudaFusedAttention, Tf32ForwardOnTensorCoresWithin5e3) {
-  // f32 under TF32 precision takes the tensor-core forward (the backward stays fp32);
-  // f64 is unaffected and held to the exact tolerance.
+TEST_P(CudaFusedAttention, Tf32OnTensorCoresWithin5e3) {
+  // f32 under TF32 precision takes the tensor-core kernels, forward and backward.
   if (dtype() == DType::f64) GTEST_SKIP() << "TF32 applies to f32 only";
   ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
   for (int64_t d : {8, 64, 100}) {
