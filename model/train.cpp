@@ -52,6 +52,27 @@ EvalResult evaluate(Classifier& model, const tasks::Dataset& data, int64_t batch
   return r;
 }
 
+StepResult train_step(Classifier& model, AdamW& optimizer, const tasks::Batch& b,
+                      const RunState& state, double lr, const std::string& context) {
+  StepResult r;
+  optimizer.zero_grad();
+  Tensor logits = model.forward(b.ids, b.mask, b.ids2, b.mask2, b.batch, b.seq, state);
+  if (model.config().device == core::Device::cpu) {
+    auto ce = core::cross_entropy(logits, b.labels);
+    LRA_CHECK(std::isfinite(ce.loss), "{}: training loss is {} at step {}", context, ce.loss,
+              state.step);
+    model.backward(core::cross_entropy_backward(ce.probs, b.labels));
+    r.loss = ce.loss;
+    r.correct = ce.correct;
+  } else {
+    auto ce = core::cross_entropy_stats(logits, b.labels);
+    model.backward(core::cross_entropy_backward(ce.probs, b.labels));
+    r.device_stats = ce.stats;
+  }
+  optimizer.update(lr, state.step);
+  return r;
+}
+
 namespace {
 
 std::string format_duration(double seconds) {
@@ -220,26 +241,17 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
 
     const int64_t step = st.step + 1;
     const auto step_start = clock::now();
-    RunState state{true, dropout_seed, step};
-    optimizer.zero_grad();
-    Tensor logits = model.forward(b.ids, b.mask, b.ids2, b.mask2, b.batch, b.seq, state);
-    if (device == core::Device::cpu) {
-      auto ce = core::cross_entropy(logits, b.labels);
-      LRA_CHECK(std::isfinite(ce.loss), "{}: training loss is {} at step {}", s.context, ce.loss,
-                step);
-      model.backward(core::cross_entropy_backward(ce.probs, b.labels));
-      interval.loss_sum += ce.loss * static_cast<double>(b.batch);
-      interval.correct += ce.correct;
-    } else {
-      auto ce = core::cross_entropy_stats(logits, b.labels);
-      model.backward(core::cross_entropy_backward(ce.probs, b.labels));
-      if (device_stats.defined())
-        core::add_into(device_stats, ce.stats);
-      else
-        device_stats = ce.stats;
-    }
     last_lr = learning_rate(schedule, step);
-    optimizer.update(last_lr, step);
+    StepResult r = train_step(model, optimizer, b, RunState{true, dropout_seed, step}, last_lr,
+                              s.context);
+    if (device == core::Device::cpu) {
+      interval.loss_sum += r.loss * static_cast<double>(b.batch);
+      interval.correct += r.correct;
+    } else if (device_stats.defined()) {
+      core::add_into(device_stats, r.device_stats);
+    } else {
+      device_stats = r.device_stats;
+    }
     st.step = step;
     const bool log_now = step % s.train.log_every == 0 || step == stop;
     const bool eval_now = step % s.train.eval_every == 0 || step == s.train.steps;

@@ -5,6 +5,7 @@
 
 #include "model/classifier.h"
 #include "model/config.h"
+#include "model/optim.h"
 #include "model/train.h"
 #include "tasks/dataset.h"
 
@@ -15,6 +16,20 @@ struct Splits {
   const tasks::Dataset* val = nullptr;
   const tasks::Dataset* test = nullptr;  // may be null when settings.train.test is false
 };
+
+// One optimizer step on `batch`, as `lra train` runs every step: zero the gradients,
+// forward (dropout per `state`), cross-entropy, backward, AdamW at learning rate `lr` and
+// 1-based step state.step. On the CPU the loss is read back (a non-finite loss is an
+// lra::Error naming `context` and the step, raised before the backward) and returned with
+// the hit count. On a device nothing is read back (no host sync inside the step): the
+// loss sum and hit count stay there in `device_stats` (core::cross_entropy_stats).
+struct StepResult {
+  double loss = 0;      // CPU: mean loss of the batch
+  int64_t correct = 0;  // CPU: rows whose arg-max is the label
+  Tensor device_stats;  // device: f64 [2] = [loss summed over rows, hits]
+};
+StepResult train_step(Classifier& model, AdamW& optimizer, const tasks::Batch& batch,
+                      const RunState& state, double lr, const std::string& context);
 
 TrainSummary train_on(const Settings& settings, const Splits& splits, const std::string& out_dir,
                       bool resume);
