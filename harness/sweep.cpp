@@ -54,17 +54,6 @@ std::vector<int64_t> int_list(const YAML::Node& node, const std::string& key,
   return out;
 }
 
-template <typename T>
-T scalar(const YAML::Node& node, const std::string& key, const std::string& context,
-         const char* type) {
-  LRA_CHECK(node.IsScalar(), "{}: {} must be {}", context, key, type);
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    fail("{}: {} must be {}, got '{}'", context, key, type, node.Scalar());
-  }
-}
-
 // Current and peak resident set size of this process (Linux /proc), in bytes.
 struct Rss {
   double current = 0, peak = 0;
@@ -113,11 +102,6 @@ double input_bytes(const SweepPoint& p) {
   return (qkv + mask + dout) * static_cast<double>(core::dtype_size(p.dtype));
 }
 
-std::string fmt_bytes(double b) {
-  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
-  return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
-}
-
 attention::AttnShape shape_of(const SweepPoint& p) {
   return attention::AttnShape{p.batch, p.heads, p.seq_len, p.head_dim};
 }
@@ -143,6 +127,49 @@ std::string series_key(const SweepPoint& p) {
 }
 
 }  // namespace
+
+std::string format_bytes(double b) {
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
+}
+
+std::string sweep_kind(const YAML::Node& root, const std::string& context) {
+  LRA_CHECK(root.IsMap(), "{}: a sweep config must be a mapping", context);
+  if (!root["kind"]) return "attention";
+  auto kind = config_scalar<std::string>(root["kind"], "kind", context, "attention or train_step");
+  LRA_CHECK(kind == "attention" || kind == "train_step",
+            "{}: kind: unknown sweep kind '{}' (known: attention, train_step)", context, kind);
+  return kind;
+}
+
+YAML::Node load_sweep_yaml(const std::string& path) {
+  try {
+    return YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    fail("cannot read sweep config '{}'", path);
+  } catch (const YAML::Exception& e) {
+    fail("{}: YAML error: {}", path, e.what());
+  }
+}
+
+std::map<std::string, std::string> existing_rows(const std::string& csv,
+                                                 const std::vector<std::string>& key_columns) {
+  std::map<std::string, std::string> done;
+  core::CsvTable existing = core::read_csv(csv);
+  std::vector<std::size_t> idx;
+  for (const auto& col : key_columns) idx.push_back(existing.column(col));
+  std::size_t status_col = existing.column("status");
+  for (const auto& row : existing.rows) {
+    std::string key;
+    for (std::size_t i = 0; i < idx.size(); ++i) key += (i ? "|" : "") + row[idx[i]];
+    done[key] = row[status_col];
+  }
+  return done;
+}
+
+bool is_device_oom(const Error& error) {
+  return std::string(error.what()).find("cudaErrorMemoryAllocation") != std::string::npos;
+}
 
 double quantile(std::vector<double> values, double q) {
   LRA_CHECK(!values.empty(), "quantile of an empty list");
@@ -186,9 +213,9 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
     std::string key = entry.first.as<std::string>();
     const YAML::Node& v = entry.second;
     if (key == "device") {
-      c.device = core::parse_device(scalar<std::string>(v, key, context, "cpu or cuda"));
+      c.device = core::parse_device(config_scalar<std::string>(v, key, context, "cpu or cuda"));
     } else if (key == "dtype") {
-      c.dtype = core::parse_dtype(scalar<std::string>(v, key, context, "f32 or f64"));
+      c.dtype = core::parse_dtype(config_scalar<std::string>(v, key, context, "f32 or f64"));
     } else if (key == "batch") {
       c.batch = int_list(v, key, context);
     } else if (key == "heads") {
@@ -206,7 +233,7 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
         items.push_back(v);
       }
       for (const auto& item : items) {
-        auto pass = scalar<std::string>(item, key, context, "fwd or fwd+bwd");
+        auto pass = config_scalar<std::string>(item, key, context, "fwd or fwd+bwd");
         LRA_CHECK(pass == "fwd" || pass == "fwd+bwd", "{}: passes: unknown pass '{}' (fwd, fwd+bwd)",
                   context, pass);
         c.passes.push_back(pass);
@@ -235,26 +262,29 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
         }
       }
     } else if (key == "warmup") {
-      c.warmup = scalar<int>(v, key, context, "an integer");
+      c.warmup = config_scalar<int>(v, key, context, "an integer");
       LRA_CHECK(c.warmup >= 0, "{}: warmup must be >= 0", context);
     } else if (key == "min_reps") {
-      c.min_reps = scalar<int>(v, key, context, "an integer");
+      c.min_reps = config_scalar<int>(v, key, context, "an integer");
       LRA_CHECK(c.min_reps >= 1, "{}: min_reps must be >= 1", context);
     } else if (key == "max_reps") {
-      c.max_reps = scalar<int>(v, key, context, "an integer");
+      c.max_reps = config_scalar<int>(v, key, context, "an integer");
       LRA_CHECK(c.max_reps >= 1, "{}: max_reps must be >= 1", context);
     } else if (key == "min_seconds") {
-      c.min_seconds = scalar<double>(v, key, context, "a number");
+      c.min_seconds = config_scalar<double>(v, key, context, "a number");
       LRA_CHECK(c.min_seconds >= 0, "{}: min_seconds must be >= 0", context);
     } else if (key == "max_call_seconds") {
-      c.max_call_seconds = scalar<double>(v, key, context, "a number");
+      c.max_call_seconds = config_scalar<double>(v, key, context, "a number");
       LRA_CHECK(c.max_call_seconds >= 0, "{}: max_call_seconds must be >= 0", context);
     } else if (key == "memory_limit") {
       c.memory_limit = parse_bytes(v, context + ": memory_limit");
     } else if (key == "seed") {
-      c.seed = scalar<uint64_t>(v, key, context, "a non-negative integer");
+      c.seed = config_scalar<uint64_t>(v, key, context, "a non-negative integer");
+    } else if (key == "kind") {
+      LRA_CHECK(sweep_kind(node, context) == "attention",
+                "{}: kind: {} is not an attention sweep", context, v.Scalar());
     } else {
-      fail("{}: unknown sweep key '{}' (known: device, dtype, batch, heads, head_dim, seq_len, "
+      fail("{}: unknown sweep key '{}' (known: kind, device, dtype, batch, heads, head_dim, seq_len, "
            "passes, backends, warmup, min_reps, max_reps, min_seconds, max_call_seconds, "
            "memory_limit, seed)",
            context, key);
@@ -267,15 +297,7 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
 }
 
 SweepConfig load_sweep_config(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    fail("cannot read sweep config '{}'", path);
-  } catch (const YAML::Exception& e) {
-    fail("{}: YAML error: {}", path, e.what());
-  }
-  return parse_sweep_config(root, path);
+  return parse_sweep_config(load_sweep_yaml(path), path);
 }
 
 std::vector<SweepPoint> expand_grid(const SweepConfig& c) {
@@ -313,9 +335,9 @@ SweepResult analyse_point(const SweepPoint& point, const SweepConfig& config) {
   double need = input_bytes(point) + r.analytic_bytes;
   if (config.memory_limit > 0 && need > config.memory_limit) {
     r.status = "oom";
-    r.reason = fmt::format("needs {} (inputs {} + analytic {}) > memory_limit {}", fmt_bytes(need),
-                           fmt_bytes(input_bytes(point)), fmt_bytes(r.analytic_bytes),
-                           fmt_bytes(config.memory_limit));
+    r.reason = fmt::format("needs {} (inputs {} + analytic {}) > memory_limit {}", format_bytes(need),
+                           format_bytes(input_bytes(point)), format_bytes(r.analytic_bytes),
+                           format_bytes(config.memory_limit));
   }
   return r;
 }
@@ -479,19 +501,7 @@ int run_sweep(const SweepConfig& config, const std::string& out_csv, int stop_af
   }
 
   core::CsvWriter writer(out_csv, sweep_columns());
-  std::map<std::string, std::string> done;  // key -> status
-  std::map<std::string, std::string> done_reason;
-  {
-    core::CsvTable existing = core::read_csv(out_csv);
-    std::vector<std::size_t> idx;
-    for (const auto& col : sweep_key_columns()) idx.push_back(existing.column(col));
-    std::size_t status_col = existing.column("status");
-    for (const auto& row : existing.rows) {
-      std::string key;
-      for (std::size_t i = 0; i < idx.size(); ++i) key += (i ? "|" : "") + row[idx[i]];
-      done[key] = row[status_col];
-    }
-  }
+  const std::map<std::string, std::string> done = existing_rows(out_csv, sweep_key_columns());
 
   std::map<std::string, int64_t> slow_at;  // series -> shortest N that was too slow
   int errors = 0, written = 0, skipped_existing = 0;
@@ -532,10 +542,7 @@ int run_sweep(const SweepConfig& config, const std::string& out_csv, int stop_af
         r.reason = "allocation failed (std::bad_alloc)";
       } catch (const Error& e) {
         r = SweepResult{};
-        // A device allocation that fails even after the allocator freed its cache is
-        // the GPU's out-of-memory, like bad_alloc on the CPU.
-        bool device_oom = std::string(e.what()).find("cudaErrorMemoryAllocation") != std::string::npos;
-        r.status = device_oom ? "oom" : "error";
+        r.status = is_device_oom(e) ? "oom" : "error";
         r.reason = e.what();
       }
     }
@@ -556,7 +563,7 @@ int run_sweep(const SweepConfig& config, const std::string& out_csv, int stop_af
     if (r.status == "ok" || r.status == "slow") {
       std::fprintf(stderr, "[%zu/%zu] %s: %.3f ms (p10 %.3f, p90 %.3f, %d reps), peak %s, %.1f GFLOP/s%s | %.0fs, ETA ~%.0fs\n",
                    i + 1, total, what.c_str(), r.time_ms_median, r.time_ms_p10, r.time_ms_p90, r.reps,
-                   fmt_bytes(r.peak_bytes).c_str(), r.gflops, r.status == "slow" ? " [slow]" : "",
+                   format_bytes(r.peak_bytes).c_str(), r.gflops, r.status == "slow" ? " [slow]" : "",
                    elapsed, eta);
     } else {
       std::fprintf(stderr, "[%zu/%zu] %s: %s — %s\n", i + 1, total, what.c_str(), r.status.c_str(),

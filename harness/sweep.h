@@ -10,8 +10,16 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/error.h"
 
 namespace lra::harness {
+
+// `kind:` of a sweep config: "attention" (the default: the grid of attention calls below)
+// or "train_step" (whole training steps, harness/train_step.h). Anything else is an error
+// naming `context`.
+std::string sweep_kind(const YAML::Node& root, const std::string& context);
+// Reads a sweep config file (errors name the file).
+YAML::Node load_sweep_yaml(const std::string& path);
 
 struct SweepConfig {
   // cpu: steady-clock times; cuda: CUDA-event times of each call (core/device_timer.h) and
@@ -41,6 +49,28 @@ SweepConfig load_sweep_config(const std::string& path);
 
 // Parses a byte count: a number or a string with a unit ("24GiB", "512 MiB", "1e9").
 double parse_bytes(const YAML::Node& node, const std::string& what);
+// "12.3 MiB" / "4.56 GiB", for messages.
+std::string format_bytes(double bytes);
+
+// A scalar config value of type T; errors say "<context>: <key> must be <type>".
+template <typename T>
+T config_scalar(const YAML::Node& node, const std::string& key, const std::string& context,
+                const char* type) {
+  LRA_CHECK(node.IsScalar(), "{}: {} must be {}", context, key, type);
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    fail("{}: {} must be {}, got '{}'", context, key, type, node.Scalar());
+  }
+}
+
+// The rows already in a sweep CSV (opened by a CsvWriter first, so a partial last line is
+// gone): the values of `key_columns` joined by '|' -> the row's status.
+std::map<std::string, std::string> existing_rows(const std::string& csv,
+                                                 const std::vector<std::string>& key_columns);
+// True when an lra::Error is a device allocation that failed even after the allocator
+// freed its cache: the GPU's out-of-memory, recorded as `oom` like std::bad_alloc.
+bool is_device_oom(const Error& error);
 
 struct SweepPoint {
   YAML::Node spec;     // the backend's spec
