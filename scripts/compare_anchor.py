@@ -1,14 +1,26 @@
 #!/usr/bin/env python3
-"""Compares an `lra sweep` CSV measured on the GPU with the PyTorch anchor file.
+"""Compares an `lra sweep` CSV measured on the GPU with its PyTorch anchor file.
 
     python3 scripts/compare_anchor.py results/h100/scaling.csv \
         [--anchors ../shared/anchors/h100_pytorch_attention.csv] [--strict]
+    python3 scripts/compare_anchor.py results/h100/train_step.csv \
+        [--anchors ../shared/anchors/h100_pytorch_lra_train_step.csv] [--strict]
     python3 scripts/compare_anchor.py --self-test
 
-For every lra row (backend, params, dtype, batch, heads, head_dim, seq_len, pass) that has
-an anchor of the same shape and pass, prints the time ratio lra / anchor and the memory
-ratio (lra peak_bytes / anchor peak_extra_bytes), with issue 8's targets marked met or
-missed. Pairs without a target (e.g. against softmax_naive) are printed for information.
+The kind of sweep is read from the CSV's columns.
+
+Attention sweeps (`lra sweep`, kind: attention): for every lra row (backend, params,
+dtype, batch, heads, head_dim, seq_len, pass) that has an anchor of the same shape and
+pass, prints the time ratio lra / anchor and the memory ratio (lra peak_bytes / anchor
+peak_extra_bytes), with issue 8's targets marked met or missed. Pairs without a target
+(e.g. against softmax_naive) are printed for information.
+
+Training-step sweeps (kind: train_step): for every lra row whose (task, attention, batch,
+seq_len) is in the anchor file, prints lra's and the anchor's median step time, their
+ratio with issue 8's target (<= 1/3 for ListOps and Pathfinder-32; Image and Text are
+printed for information), lra's predicted time from the FLOP/byte count and
+measured / predicted, and both peaks.
+
 --strict exits with status 1 when a target was missed or a targeted point has no
 measurement. Standard library only.
 """
@@ -19,12 +31,26 @@ import os
 import sys
 import tempfile
 
-DEFAULT_ANCHORS = os.path.join("..", "shared", "anchors", "h100_pytorch_attention.csv")
+ANCHOR_DIR = os.path.join("..", "shared", "anchors")
+DEFAULT_ANCHORS = os.path.join(ANCHOR_DIR, "h100_pytorch_attention.csv")
+DEFAULT_TRAIN_STEP_ANCHORS = os.path.join(ANCHOR_DIR, "h100_pytorch_lra_train_step.csv")
 
 LRA_COLUMNS = ("backend", "params", "dtype", "batch", "heads", "head_dim", "seq_len", "pass",
                "time_ms_median", "peak_bytes", "status")
 ANCHOR_COLUMNS = ("backend", "batch", "heads", "head_dim", "seq_len", "pass", "time_ms_median",
                   "peak_extra_bytes", "status")
+
+
+TRAIN_STEP_COLUMNS = ("task", "attention", "batch", "seq_len", "step_ms_median", "peak_bytes",
+                      "predicted_ms", "status")
+TRAIN_STEP_ANCHOR_COLUMNS = ("task", "attention", "batch", "seq_len", "step_ms_median",
+                             "peak_bytes")
+# Issue 8: a training step on the GPU must take <= 1/3 of the authors' PyTorch step for
+# ListOps (32 x 2048) and Pathfinder-32 (256 x 1024), softmax, nystrom-64, linformer-256
+# and linear. The anchor's Image and Text rows are compared without a target.
+TRAIN_STEP_TARGET = 1.0 / 3.0
+TRAIN_STEP_TARGET_TASKS = {"listops", "pathfinder32"}
+TRAIN_STEP_TARGET_ATTENTIONS = {"softmax", "nystrom-64", "linformer-256", "linear"}
 
 
 def die(message):
@@ -194,6 +220,131 @@ def print_table(results, out=sys.stdout):
     return met == len(targeted) and mem_met == len(mem_checked)
 
 
+def csv_columns(path):
+    if not os.path.exists(path):
+        die(f"{path}: no such file")
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def compare_train_step(lra_rows, anchor_rows):
+    """One result dict per lra row whose (task, attention, batch, seq_len) has an anchor."""
+    anchors = {(row["task"], row["attention"], int(row["batch"]), int(row["seq_len"])): row
+               for row in anchor_rows}
+    results = []
+    for row in lra_rows:
+        key = (row["task"], row["attention"], int(row["batch"]), int(row["seq_len"]))
+        anchor = anchors.get(key)
+        if anchor is None:
+            continue
+        lra_ms = number(row["step_ms_median"]) if row["status"] == "ok" else None
+        ref_ms = number(anchor["step_ms_median"])
+        predicted = number(row["predicted_ms"])
+        ratio = lra_ms / ref_ms if lra_ms is not None and ref_ms else None
+        lra_mem = number(row["peak_bytes"]) if lra_ms is not None else None
+        ref_mem = number(anchor["peak_bytes"])
+        targeted = key[0] in TRAIN_STEP_TARGET_TASKS and key[1] in TRAIN_STEP_TARGET_ATTENTIONS
+        if not targeted:
+            verdict = "-"
+        elif ref_ms is None:
+            verdict = "no anchor time"
+        elif ratio is None:
+            verdict = f"missed (lra {row['status']})"
+        else:
+            verdict = "met" if ratio <= TRAIN_STEP_TARGET else "missed"
+        results.append({
+            "task": key[0], "attention": key[1], "batch": key[2], "seq_len": key[3],
+            "lra_ms": lra_ms, "anchor_ms": ref_ms, "ratio": ratio,
+            "target": "<= 1/3" if targeted else "-", "verdict": verdict,
+            "predicted_ms": predicted,
+            "over_predicted": lra_ms / predicted if lra_ms is not None and predicted else None,
+            "lra_mib": lra_mem / 2**20 if lra_mem is not None else None,
+            "anchor_mib": ref_mem / 2**20 if ref_mem is not None else None,
+            "mem_ratio": lra_mem / ref_mem if lra_mem is not None and ref_mem else None,
+            "lra_status": row["status"],
+        })
+    return results
+
+
+def print_train_step_table(results, out=sys.stdout):
+    print("| task | attention | B x N | lra ms | anchor ms | ratio | target | time | predicted ms | "
+          "measured / predicted | lra peak MiB | anchor peak MiB | memory ratio |", file=out)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", file=out)
+    for r in results:
+        print(f"| {r['task']} | {r['attention']} | {r['batch']} x {r['seq_len']} | "
+              f"{fmt(r['lra_ms'])} | {fmt(r['anchor_ms'])} | {fmt(r['ratio'])} | {r['target']} | "
+              f"{r['verdict']} | {fmt(r['predicted_ms'])} | {fmt(r['over_predicted'], 2)} | "
+              f"{fmt(r['lra_mib'], 0)} | {fmt(r['anchor_mib'], 0)} | {fmt(r['mem_ratio'], 2)} |",
+              file=out)
+    targeted = [r for r in results if r["target"] != "-" and r["verdict"] != "no anchor time"]
+    met = sum(r["verdict"] == "met" for r in targeted)
+    print(f"\ntrain-step targets (lra <= 1/3 of the anchor) met: {met}/{len(targeted)}", file=out)
+    return met == len(targeted)
+
+
+def self_test_train_step(failures):
+    """Fabricated training-step CSVs with known ratios."""
+    lra = [",".join(TRAIN_STEP_COLUMNS),
+           # ratio 0.25 (met), predicted 5 ms: measured / predicted 2.
+           "listops,nystrom-64,32,2048,10,100,5,ok",
+           # ratio 0.5 (missed); no prediction (empty column).
+           "pathfinder32,softmax,256,1024,50,100,,ok",
+           # oom: a missed target.
+           "listops,softmax,32,2048,,,4,oom",
+           # image: compared without a target.
+           "image,linear,256,1024,5,100,2.5,ok",
+           # no anchor of this shape: left out.
+           "listops,linear,8,2048,1,1,1,ok"]
+    anchors = [",".join(TRAIN_STEP_ANCHOR_COLUMNS),
+               "listops,nystrom-64,32,2048,40,200",
+               "pathfinder32,softmax,256,1024,100,400",
+               "listops,softmax,32,2048,37,100",
+               "image,linear,256,1024,15,100",
+               "listops,linear,32,2048,10,100"]
+    with tempfile.TemporaryDirectory() as tmp:
+        lra_path = os.path.join(tmp, "lra.csv")
+        anchor_path = os.path.join(tmp, "anchor.csv")
+        with open(lra_path, "w") as f:
+            f.write("\n".join(lra) + "\n")
+        with open(anchor_path, "w") as f:
+            f.write("\n".join(anchors) + "\n")
+        results = compare_train_step(
+            read_rows(lra_path, TRAIN_STEP_COLUMNS, "an lra train_step sweep CSV"),
+            read_rows(anchor_path, TRAIN_STEP_ANCHOR_COLUMNS, "a train-step anchor CSV"))
+    got = {(r["task"], r["attention"]): r for r in results}
+
+    def expect(key, field, value):
+        if key not in got:
+            failures.append(f"train step: missing row {key}")
+            return
+        actual = got[key][field]
+        if isinstance(value, float):
+            ok = actual is not None and abs(actual - value) < 1e-12
+        else:
+            ok = actual == value
+        if not ok:
+            failures.append(f"train step {key} {field}: expected {value!r}, got {actual!r}")
+
+    expect(("listops", "nystrom-64"), "ratio", 0.25)
+    expect(("listops", "nystrom-64"), "verdict", "met")
+    expect(("listops", "nystrom-64"), "over_predicted", 2.0)
+    expect(("listops", "nystrom-64"), "mem_ratio", 0.5)
+    expect(("pathfinder32", "softmax"), "ratio", 0.5)
+    expect(("pathfinder32", "softmax"), "verdict", "missed")
+    expect(("pathfinder32", "softmax"), "over_predicted", None)
+    expect(("listops", "softmax"), "verdict", "missed (lra oom)")
+    expect(("image", "linear"), "target", "-")
+    expect(("image", "linear"), "over_predicted", 2.0)
+    if ("listops", "linear") in got:
+        failures.append("train step: a row without an anchor of its shape was compared")
+    import io
+    buffer = io.StringIO()
+    all_met = print_train_step_table(results, buffer)
+    if all_met or "met: 1/3" not in buffer.getvalue():
+        failures.append("train step: summary line wrong:\n" + buffer.getvalue())
+    return len(results)
+
+
 def self_test():
     """Fabricated CSVs with known ratios: checks matching, ratios and verdicts."""
     lra_header = ",".join(LRA_COLUMNS)
@@ -267,17 +418,33 @@ def self_test():
     all_met = print_table(results, buffer)
     if all_met or "time targets met: 3/6" not in buffer.getvalue():
         failures.append("summary line wrong:\n" + buffer.getvalue())
+    train_step_count = self_test_train_step(failures)
     if failures:
         print("self-test FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
-    print(f"self-test passed ({len(results)} comparisons checked)")
+    print(f"self-test passed ({len(results)} attention and {train_step_count} training-step "
+          "comparisons checked)")
     return 0
+
+
+def note_devices(path, lra_rows):
+    devices = {row.get("device", "") for row in lra_rows}
+    if devices - {"cuda"}:
+        print(f"note: {path} has rows on {', '.join(sorted(devices - {'cuda'}))}; the "
+              "anchors were measured on an H100", file=sys.stderr)
+    models = {row.get("device_model", "") for row in lra_rows if row.get("device") == "cuda"}
+    others = sorted(m for m in models if m and "H100" not in m)
+    if others:
+        print(f"note: {path} was measured on {', '.join(others)}; the anchors on an H100",
+              file=sys.stderr)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("sweep_csv", nargs="?", help="lra sweep CSV (e.g. results/h100/scaling.csv)")
-    parser.add_argument("--anchors", default=DEFAULT_ANCHORS, help="anchor CSV (default %(default)s)")
+    parser.add_argument("sweep_csv", nargs="?",
+                        help="lra sweep CSV (results/h100/scaling.csv or train_step.csv)")
+    parser.add_argument("--anchors", help=f"anchor CSV (default {DEFAULT_ANCHORS}, or "
+                        f"{DEFAULT_TRAIN_STEP_ANCHORS} for a train_step CSV)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--self-test", action="store_true", help="run the built-in check and exit")
     args = parser.parse_args()
@@ -285,12 +452,20 @@ def main():
         return self_test()
     if not args.sweep_csv:
         parser.error("the sweep CSV is required (or --self-test)")
+    if "step_ms_median" in csv_columns(args.sweep_csv):
+        lra_rows = read_rows(args.sweep_csv, TRAIN_STEP_COLUMNS, "an lra train_step sweep CSV")
+        anchor_rows = read_rows(args.anchors or DEFAULT_TRAIN_STEP_ANCHORS,
+                                TRAIN_STEP_ANCHOR_COLUMNS, "a train-step anchor CSV")
+        note_devices(args.sweep_csv, lra_rows)
+        results = compare_train_step(lra_rows, anchor_rows)
+        if not results:
+            die(f"no row of {args.sweep_csv} has an anchor of the same task, attention, batch "
+                "and seq_len")
+        all_met = print_train_step_table(results)
+        return 1 if args.strict and not all_met else 0
     lra_rows = read_rows(args.sweep_csv, LRA_COLUMNS, "an lra sweep CSV")
-    anchor_rows = read_rows(args.anchors, ANCHOR_COLUMNS, "an anchor CSV")
-    devices = {row.get("device", "") for row in lra_rows}
-    if devices - {"cuda"}:
-        print(f"note: {args.sweep_csv} has rows on {', '.join(sorted(devices - {'cuda'}))}; the "
-              "anchors were measured on an H100", file=sys.stderr)
+    anchor_rows = read_rows(args.anchors or DEFAULT_ANCHORS, ANCHOR_COLUMNS, "an anchor CSV")
+    note_devices(args.sweep_csv, lra_rows)
     results = compare(lra_rows, anchor_rows)
     if not results:
         die(f"no row of {args.sweep_csv} has an anchor of the same backend, shape and pass")
