@@ -1,6 +1,8 @@
 #pragma once
 // Helpers for the harness tests: run the `lra` binary (LRA_BINARY) or a script, capture
-// its output, and make per-test scratch folders.
+// its output, and make per-test scratch folders. $LRA_TEST_BINARY and $LRA_TEST_SOURCE_DIR,
+// when set, replace the build's binary and source paths (binaries built on one machine and
+// run from another checkout: scripts/gpu_session.sh).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +26,15 @@ struct RunResult {
   int status = -1;
   std::string output;  // stdout and stderr together
 };
+
+inline std::string env_or(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value && *value ? std::string(value) : std::string(fallback);
+}
+inline std::string lra_binary() { return env_or("LRA_TEST_BINARY", LRA_BINARY); }
+inline std::filesystem::path source_dir() {
+  return std::filesystem::path(env_or("LRA_TEST_SOURCE_DIR", LRA_SOURCE_DIR));
+}
 
 inline RunResult run_command(const std::string& command) {
   RunResult r;
@@ -53,7 +64,7 @@ inline std::string cat(std::initializer_list<std::string_view> parts) {
 }
 
 inline RunResult run_lra(const std::string& args, const std::string& env = "") {
-  return run_command((env.empty() ? "" : env + " ") + "OMP_NUM_THREADS=1 " + quote(LRA_BINARY) + " " + args);
+  return run_command((env.empty() ? "" : env + " ") + "OMP_NUM_THREADS=1 " + quote(lra_binary()) + " " + args);
 }
 
 // A fresh folder under the build tree's temp area, removed first if it exists.
@@ -77,7 +88,7 @@ inline std::string column_value(const core::CsvTable& t, const std::vector<std::
 }
 
 inline std::filesystem::path venv_python() {
-  return std::filesystem::path(LRA_SOURCE_DIR) / ".venv" / "bin" / "python";
+  return source_dir() / ".venv" / "bin" / "python";
 }
 
 }  // namespace lra::test

@@ -22,7 +22,7 @@ bool have_python3() {
 
 RunResult compare_anchor(const std::string& args) {
   return run_command("python3 " +
-                     quote((fs::path(LRA_SOURCE_DIR) / "scripts" / "compare_anchor.py").string()) +
+                     quote((source_dir() / "scripts" / "compare_anchor.py").string()) +
                      " " + args);
 }
 

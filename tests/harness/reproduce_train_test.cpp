@@ -90,7 +90,7 @@ rows:
 
   if (!fs::exists(venv_python())) GTEST_SKIP() << "no .venv/bin/python for plot_training.py";
   auto plot = run_command("MPLBACKEND=Agg " + quote(venv_python().string()) + " " +
-                          quote((fs::path(LRA_SOURCE_DIR) / "scripts" / "plot_training.py").string()) + " exact=" +
+                          quote((source_dir() / "scripts" / "plot_training.py").string()) + " exact=" +
                           quote((dir / "runs/tiny_accuracy/exact/listops/seed0").string()) + " nys=" +
                           quote((dir / "runs/tiny_accuracy/nys/listops/seed0").string()) + " --out " +
                           quote(dir.string()) + " --summary");

@@ -19,7 +19,7 @@ bool have_python() {
 
 RunResult run_script(const std::string& script, const std::string& args) {
   return run_command("MPLBACKEND=Agg " + quote(venv_python().string()) + " " +
-                     quote((fs::path(LRA_SOURCE_DIR) / "scripts" / script).string()) + " " + args);
+                     quote((source_dir() / "scripts" / script).string()) + " " + args);
 }
 
 // Sweep CSV with two backends over three lengths, both passes.

@@ -16,7 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path gpu_config() {
-  return fs::path(LRA_SOURCE_DIR) / "configs" / "sweeps" / "scaling_gpu.yaml";
+  return source_dir() / "configs" / "sweeps" / "scaling_gpu.yaml";
 }
 
 TEST(SweepCuda, GpuScalingConfigIsRejectedClearlyWithoutADevice) {

@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path gpu_config() {
-  return fs::path(LRA_SOURCE_DIR) / "configs" / "sweeps" / "train_step_gpu.yaml";
+  return source_dir() / "configs" / "sweeps" / "train_step_gpu.yaml";
 }
 
 TEST(TrainStepCuda, GpuConfigIsRejectedClearlyWithoutADevice) {

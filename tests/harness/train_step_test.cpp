@@ -257,7 +257,7 @@ TEST(TrainStepSweep, BadConfigsAreRejectedWithKeyAndFile) {
 
 TEST(TrainStepSweep, ShippedCpuConfigRuns) {
   // The config parses, every cell resolves, and the run stops before its first cell.
-  auto config = fs::path(LRA_SOURCE_DIR) / "configs" / "sweeps" / "train_step_cpu.yaml";
+  auto config = source_dir() / "configs" / "sweeps" / "train_step_cpu.yaml";
   auto dir = scratch_dir("train_step_shipped_cpu");
   auto csv = dir / "out.csv";
   auto r = run_sweep(config, csv, "LRA_SWEEP_STOP_AFTER=0");
