@@ -296,10 +296,6 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
   return c;
 }
 
-SweepConfig load_sweep_config(const std::string& path) {
-  return parse_sweep_config(load_sweep_yaml(path), path);
-}
-
 std::vector<SweepPoint> expand_grid(const SweepConfig& c) {
   std::vector<SweepPoint> points;
   for (const auto& spec : c.backends) {

@@ -45,7 +45,6 @@ struct SweepConfig {
 
 // Parses a sweep config mapping; unknown keys and wrong types are errors naming `context`.
 SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& context);
-SweepConfig load_sweep_config(const std::string& path);
 
 // Parses a byte count: a number or a string with a unit ("24GiB", "512 MiB", "1e9").
 double parse_bytes(const YAML::Node& node, const std::string& what);
