@@ -76,12 +76,10 @@ Ceilings parse_ceilings(const YAML::Node& node, const std::string& context) {
     } else if (key == "copy_bytes_per_s") {
       c.copy_bytes_per_s = v;
     } else {
-      fail("{}: unknown key ceilings.{} (known: gemm_flops_per_s, copy_bytes_per_s)", context,
-           key);
+      fail("{}: unknown key ceilings.{} (known: gemm_flops_per_s, copy_bytes_per_s)", context, key);
     }
   }
-  LRA_CHECK(c.defined(), "{}: ceilings needs both gemm_flops_per_s and copy_bytes_per_s",
-            context);
+  LRA_CHECK(c.defined(), "{}: ceilings needs both gemm_flops_per_s and copy_bytes_per_s", context);
   return c;
 }
 
@@ -170,8 +168,8 @@ Cell make_cell(const TrainStepConfig& c, const TrainStepTask& t, const TrainStep
   cell.model_text = fmt::format(
       "dim={};hidden={};heads={};head_dim={};layers={};head_hidden={};dropout={};"
       "attention_dropout={};pooling={};positions={}",
-      m.dim, m.hidden, m.heads, m.head_dim, m.layers, m.head_hidden, m.dropout,
-      m.attention_dropout, m.pooling, m.positions);
+      m.dim, m.hidden, m.heads, m.head_dim, m.layers, m.head_hidden, m.dropout, m.attention_dropout,
+      m.pooling, m.positions);
   return cell;
 }
 
@@ -237,8 +235,8 @@ CellResult analyse_cell(const Cell& cell, const TrainStepConfig& c) {
         1e3 * r.count.roofline_seconds(c.ceilings.gemm_flops_per_s, c.ceilings.copy_bytes_per_s);
   if (c.memory_limit > 0 && r.count.memory_bytes > c.memory_limit) {
     r.status = "oom";
-    r.reason = fmt::format("estimated peak {} > memory_limit {}", format_bytes(r.count.memory_bytes),
-                           format_bytes(c.memory_limit));
+    r.reason = fmt::format("estimated peak {} > memory_limit {}",
+                           format_bytes(r.count.memory_bytes), format_bytes(c.memory_limit));
   }
   return r;
 }
@@ -290,7 +288,8 @@ CellResult measure_cell(const Cell& cell, const TrainStepConfig& c) {
     ac.clip_norm = s.train.clip_norm;
     model::AdamW optimizer(net.parameters(), ac);
     // The dropout seed `lra train` derives from train.seed.
-    const uint64_t dropout_seed = model::derived_seed(s.train.dropout_seed, s.train.seed, 0x64726f70ull);
+    const uint64_t dropout_seed =
+        model::derived_seed(s.train.dropout_seed, s.train.seed, 0x64726f70ull);
     core::Rng rng(core::mix64(c.seed ^ 0x746f6b656e73ull));
     core::DeviceTimer timer(c.device);
     model::StepResult last;
@@ -361,8 +360,7 @@ std::map<std::string, std::string> row_of(const Cell& cell, const CellResult& r,
 }  // namespace
 
 TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::string& context) {
-  LRA_CHECK(sweep_kind(node, context) == "train_step", "{}: not a kind: train_step sweep",
-            context);
+  LRA_CHECK(sweep_kind(node, context) == "train_step", "{}: not a kind: train_step sweep", context);
   TrainStepConfig c;
   c.context = context;
   YAML::Node ceilings;
@@ -411,9 +409,10 @@ TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::strin
         c.attentions.push_back(att);
       }
     } else {
-      fail("{}: unknown train_step sweep key '{}' (known: kind, device, dtype, tasks, "
-           "attentions, model, warmup, reps, memory_limit, seed, ceilings)",
-           context, key);
+      fail(
+          "{}: unknown train_step sweep key '{}' (known: kind, device, dtype, tasks, "
+          "attentions, model, warmup, reps, memory_limit, seed, ceilings)",
+          context, key);
     }
   }
   LRA_CHECK(!c.tasks.empty(), "{}: no tasks listed", context);
@@ -431,32 +430,56 @@ TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::strin
 }
 
 const std::vector<std::string>& train_step_columns() {
-  static const std::vector<std::string> columns{
-      "task",          "attention",      "batch",          "seq_len",      "step_ms_median",
-      "step_ms_p10",   "step_ms_p90",    "tokens_per_s",   "peak_bytes",   "predicted_ms",
-      "flops",         "traffic_bytes",  "analytic_bytes", "parameters",   "loss",
-      "backend",       "params",         "model",          "vocab",        "num_classes",
-      "device",        "device_model",   "dtype",          "ceilings",     "gemm_flops_per_s",
-      "copy_bytes_per_s", "warmup",      "reps",           "status",       "reason",
-      "seed",          "threads",        "commit"};
+  static const std::vector<std::string> columns{"task",
+                                                "attention",
+                                                "batch",
+                                                "seq_len",
+                                                "step_ms_median",
+                                                "step_ms_p10",
+                                                "step_ms_p90",
+                                                "tokens_per_s",
+                                                "peak_bytes",
+                                                "predicted_ms",
+                                                "flops",
+                                                "traffic_bytes",
+                                                "analytic_bytes",
+                                                "parameters",
+                                                "loss",
+                                                "backend",
+                                                "params",
+                                                "model",
+                                                "vocab",
+                                                "num_classes",
+                                                "device",
+                                                "device_model",
+                                                "dtype",
+                                                "ceilings",
+                                                "gemm_flops_per_s",
+                                                "copy_bytes_per_s",
+                                                "warmup",
+                                                "reps",
+                                                "status",
+                                                "reason",
+                                                "seed",
+                                                "threads",
+                                                "commit"};
   return columns;
 }
 
 const std::vector<std::string>& train_step_key_columns() {
-  static const std::vector<std::string> columns{"task",  "attention",   "backend", "params",
-                                                "model", "vocab",       "num_classes",
-                                                "device", "dtype",      "batch",   "seq_len"};
+  static const std::vector<std::string> columns{"task",  "attention", "backend",     "params",
+                                                "model", "vocab",     "num_classes", "device",
+                                                "dtype", "batch",     "seq_len"};
   return columns;
 }
 
 int run_train_step_sweep(const TrainStepConfig& config, const std::string& out_csv,
                          int stop_after) {
-  require_device(config);  // before any output
+  require_device(config);          // before any output
   core::keep_freed_host_memory();  // as `lra train`: no page faults on fresh host buffers
   const std::vector<Cell> cells = expand_cells(config);
   core::CsvWriter writer(out_csv, train_step_columns());
-  const std::map<std::string, std::string> done =
-      existing_rows(out_csv, train_step_key_columns());
+  const std::map<std::string, std::string> done = existing_rows(out_csv, train_step_key_columns());
   const std::string gpu = device_model(config.device);
 
   int errors = 0, written = 0, skipped_existing = 0;

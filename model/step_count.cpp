@@ -36,19 +36,19 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   const double id_bytes = 4;  // token ids are int32
   const bool cls = c.pooling == Pooling::cls;
   const bool drop = c.dropout > 0;
-  const double B = static_cast<double>(batch);                   // examples (head rows)
-  const double Bq = B * (c.pairs ? 2 : 1);                        // encoder sequences
-  const double N = static_cast<double>(seq);                      // tokens per sequence
-  const double Na = N + (cls ? 1 : 0);                            // rows attention sees
-  const double T = Bq * N;                                        // token rows
-  const double R = Bq * Na;                                       // encoder rows
+  const double B = static_cast<double>(batch);  // examples (head rows)
+  const double Bq = B * (c.pairs ? 2 : 1);      // encoder sequences
+  const double N = static_cast<double>(seq);    // tokens per sequence
+  const double Na = N + (cls ? 1 : 0);          // rows attention sees
+  const double T = Bq * N;                      // token rows
+  const double R = Bq * Na;                     // encoder rows
   const double C = static_cast<double>(c.dim);
-  const double A = static_cast<double>(c.heads * c.head_dim);     // attention width
+  const double A = static_cast<double>(c.heads * c.head_dim);  // attention width
   const double F = static_cast<double>(c.hidden);
   const double L = static_cast<double>(c.layers);
   const double Hh = static_cast<double>(c.head_hidden);
   const double K = static_cast<double>(c.num_classes);
-  const double Ci = (c.pairs ? 4 : 1) * C;                        // head input width
+  const double Ci = (c.pairs ? 4 : 1) * C;  // head input width
   const double V = static_cast<double>(c.vocab);
   const double P_pos = c.learned_positions ? static_cast<double>(c.max_len) * C : 0;
 
@@ -65,8 +65,7 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   auto layer_norm = [&](const std::string& name, double r, double width, double runs) {
     // Mean and variance, normalise, scale and shift; the backward's two row reductions.
     add(name + " forward", 8 * r * width, s * (2 * r * width + 2 * width + 2 * r), runs);
-    add(name + " backward", 12 * r * width,
-        s * (3 * r * width + 2 * r + width + 2 * width), runs);
+    add(name + " backward", 12 * r * width, s * (3 * r * width + 2 * r + width + 2 * width), runs);
   };
   auto elementwise = [&](const std::string& name, double elements, double reads, double writes,
                          double flops_per_element, double runs) {
@@ -74,8 +73,8 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   };
 
   // The attention backend of one layer: its cost() and its parameters.
-  const attention::AttnShape built{static_cast<int64_t>(Bq), c.heads,
-                                   c.max_len + (cls ? 1 : 0), c.head_dim};
+  const attention::AttnShape built{static_cast<int64_t>(Bq), c.heads, c.max_len + (cls ? 1 : 0),
+                                   c.head_dim};
   const attention::AttnShape used{static_cast<int64_t>(Bq), c.heads, static_cast<int64_t>(Na),
                                   c.head_dim};
   attention::AttentionOptions options;
@@ -90,10 +89,10 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
 
   // Parameters: embeddings, per layer 2 LayerNorms, Wq Wk Wv Wo, the backend's, FFN; the
   // final LayerNorm and the head.
-  const double per_layer = 2 * 2 * C + 3 * (C * A + A) + (A * C + C) + attn_params +
-                           (C * F + F) + (F * C + C);
-  out.parameters = V * C + P_pos + (cls ? C : 0) + L * per_layer + 2 * C + (Ci * Hh + Hh) +
-                   (Hh * K + K);
+  const double per_layer =
+      2 * 2 * C + 3 * (C * A + A) + (A * C + C) + attn_params + (C * F + F) + (F * C + C);
+  out.parameters =
+      V * C + P_pos + (cls ? C : 0) + L * per_layer + 2 * C + (Ci * Hh + Hh) + (Hh * K + K);
   const double P = out.parameters;
 
   // ---- forward

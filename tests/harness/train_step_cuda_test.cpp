@@ -16,9 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path gpu_config() {
-  return source_dir() / "configs" / "sweeps" / "train_step_gpu.yaml";
-}
+fs::path gpu_config() { return source_dir() / "configs" / "sweeps" / "train_step_gpu.yaml"; }
 
 TEST(TrainStepCuda, GpuConfigIsRejectedClearlyWithoutADevice) {
   if (core::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
@@ -63,8 +61,8 @@ warmup: 2
 reps: 5
 )");
   auto csv = dir / "out.csv";
-  auto r = run_lra("sweep " + quote((dir / "sweep.yaml").string()) + " --out " +
-                   quote(csv.string()));
+  auto r =
+      run_lra("sweep " + quote((dir / "sweep.yaml").string()) + " --out " + quote(csv.string()));
   ASSERT_EQ(r.status, 0) << r.output;
   core::CsvTable t = core::read_csv(csv.string());
   ASSERT_EQ(t.rows.size(), 8u);
@@ -80,8 +78,7 @@ reps: 5
     EXPECT_NEAR(std::stod(row[t.column("tokens_per_s")]), batch * 256 / (median * 1e-3),
                 1e-6 * batch * 256 / (median * 1e-3));
     // Parameters, gradients and both AdamW moments live in the CUDA allocator.
-    EXPECT_GE(std::stod(row[t.column("peak_bytes")]),
-              16 * std::stod(row[t.column("parameters")]))
+    EXPECT_GE(std::stod(row[t.column("peak_bytes")]), 16 * std::stod(row[t.column("parameters")]))
         << cell;
     EXPECT_GT(std::stod(row[t.column("predicted_ms")]), 0.0) << cell;
     const double classes = std::stod(row[t.column("num_classes")]);

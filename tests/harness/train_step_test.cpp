@@ -67,8 +67,8 @@ TEST(TrainStepSweep, TinyCellsWriteTheAnchorColumnsWithPlausibleNumbers) {
                                         "step_ms_p90", "tokens_per_s",   "peak_bytes"};
   ASSERT_GE(t.columns.size(), anchor.size());
   EXPECT_EQ(std::vector<std::string>(t.columns.begin(), t.columns.begin() + 9), anchor);
-  for (const char* c : {"predicted_ms", "flops", "traffic_bytes", "device", "params", "seed",
-                        "commit", "status"})
+  for (const char* c :
+       {"predicted_ms", "flops", "traffic_bytes", "device", "params", "seed", "commit", "status"})
     EXPECT_NO_THROW(t.column(c)) << c;
   ASSERT_EQ(t.rows.size(), 6u);
 
