@@ -138,12 +138,15 @@ TrainStepTask parse_task(const YAML::Node& item, std::size_t index, const std::s
 struct Cell {
   const TrainStepTask* task = nullptr;
   const TrainStepAttention* attention = nullptr;
+  core::MatmulPrecision precision = core::MatmulPrecision::fp32;
+  Ceilings ceilings;
   model::Settings settings;
   model::ClassifierConfig classifier;
   std::string backend, params, model_text;
 };
 
-Cell make_cell(const TrainStepConfig& c, const TrainStepTask& t, const TrainStepAttention& a) {
+Cell make_cell(const TrainStepConfig& c, const TrainStepTask& t, const TrainStepAttention& a,
+               core::MatmulPrecision precision) {
   YAML::Node root;
   root["task"]["name"] = t.task;
   root["task"]["max_len"] = t.seq_len;
@@ -156,6 +159,8 @@ Cell make_cell(const TrainStepConfig& c, const TrainStepTask& t, const TrainStep
   Cell cell;
   cell.task = &t;
   cell.attention = &a;
+  cell.precision = precision;
+  cell.ceilings = ceilings_for(c, precision);
   try {
     cell.settings = model::parse_settings(root, c.context);
   } catch (const Error& e) {
@@ -173,19 +178,21 @@ Cell make_cell(const TrainStepConfig& c, const TrainStepTask& t, const TrainStep
   return cell;
 }
 
-// Tasks outer, attentions inner (the order of the anchor file).
+// Tasks outer, then attentions (the order of the anchor file), precisions inner.
 std::vector<Cell> expand_cells(const TrainStepConfig& c) {
   std::vector<Cell> cells;
   for (const auto& t : c.tasks)
-    for (const auto& a : c.attentions) cells.push_back(make_cell(c, t, a));
+    for (const auto& a : c.attentions)
+      for (auto p : c.matmul_precisions) cells.push_back(make_cell(c, t, a, p));
   return cells;
 }
 
 std::string cell_key(const Cell& cell, const TrainStepConfig& c) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", cell.task->label, cell.attention->label,
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", cell.task->label, cell.attention->label,
                      cell.backend, cell.params, cell.model_text, cell.task->vocab,
                      cell.task->num_classes, core::device_name(c.device), core::dtype_name(c.dtype),
-                     cell.task->batch, cell.task->seq_len);
+                     core::matmul_precision_name(cell.precision), cell.task->batch,
+                     cell.task->seq_len);
 }
 
 // The processor or GPU the cell runs on, for the row's provenance.
@@ -230,9 +237,9 @@ CellResult analyse_cell(const Cell& cell, const TrainStepConfig& c) {
   CellResult r;
   r.count = model::training_step_count(cell.classifier, cell.task->batch, cell.task->seq_len);
   r.counted = true;
-  if (c.ceilings.defined())
-    r.predicted_ms =
-        1e3 * r.count.roofline_seconds(c.ceilings.gemm_flops_per_s, c.ceilings.copy_bytes_per_s);
+  const Ceilings& ceil = cell.ceilings;
+  if (ceil.defined())
+    r.predicted_ms = 1e3 * r.count.roofline_seconds(ceil.gemm_flops_per_s, ceil.copy_bytes_per_s);
   if (c.memory_limit > 0 && r.count.memory_bytes > c.memory_limit) {
     r.status = "oom";
     r.reason = fmt::format("estimated peak {} > memory_limit {}",
@@ -345,9 +352,10 @@ std::map<std::string, std::string> row_of(const Cell& cell, const CellResult& r,
           {"device", std::string(core::device_name(c.device))},
           {"device_model", gpu},
           {"dtype", std::string(core::dtype_name(c.dtype))},
-          {"ceilings", c.ceilings.name},
-          {"gemm_flops_per_s", num(c.ceilings.defined(), c.ceilings.gemm_flops_per_s)},
-          {"copy_bytes_per_s", num(c.ceilings.defined(), c.ceilings.copy_bytes_per_s)},
+          {"matmul_precision", core::matmul_precision_name(cell.precision)},
+          {"ceilings", cell.ceilings.name},
+          {"gemm_flops_per_s", num(cell.ceilings.defined(), cell.ceilings.gemm_flops_per_s)},
+          {"copy_bytes_per_s", num(cell.ceilings.defined(), cell.ceilings.copy_bytes_per_s)},
           {"warmup", std::to_string(c.warmup)},
           {"reps", std::to_string(timed ? static_cast<int>(r.times_ms.size()) : 0)},
           {"status", r.status},
@@ -374,6 +382,21 @@ TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::strin
       c.device = core::parse_device(config_scalar<std::string>(v, key, context, "cpu or cuda"));
     } else if (key == "dtype") {
       c.dtype = core::parse_dtype(config_scalar<std::string>(v, key, context, "f32 or f64"));
+    } else if (key == "matmul_precision") {
+      c.matmul_precisions.clear();
+      std::vector<YAML::Node> items;
+      if (v.IsSequence())
+        for (const auto& item : v) items.push_back(item);
+      else
+        items.push_back(v);
+      for (const auto& item : items) {
+        auto p = config_scalar<std::string>(item, key, context, "fp32 or tf32 (or a list)");
+        LRA_CHECK(p == "fp32" || p == "tf32",
+                  "{}: matmul_precision must be fp32 or tf32 (or a list), got '{}'", context, p);
+        c.matmul_precisions.push_back(p == "tf32" ? core::MatmulPrecision::tf32
+                                                  : core::MatmulPrecision::fp32);
+      }
+      LRA_CHECK(!c.matmul_precisions.empty(), "{}: matmul_precision is an empty list", context);
     } else if (key == "warmup") {
       c.warmup = config_scalar<int>(v, key, context, "an integer");
       LRA_CHECK(c.warmup >= 0, "{}: warmup must be >= 0", context);
@@ -410,23 +433,36 @@ TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::strin
       }
     } else {
       fail(
-          "{}: unknown train_step sweep key '{}' (known: kind, device, dtype, tasks, "
-          "attentions, model, warmup, reps, memory_limit, seed, ceilings)",
+          "{}: unknown train_step sweep key '{}' (known: kind, device, dtype, "
+          "matmul_precision, tasks, attentions, model, warmup, reps, memory_limit, seed, "
+          "ceilings)",
           context, key);
     }
   }
   LRA_CHECK(!c.tasks.empty(), "{}: no tasks listed", context);
   LRA_CHECK(!c.attentions.empty(), "{}: no attentions listed", context);
+  for (auto p : c.matmul_precisions)
+    LRA_CHECK(p == core::MatmulPrecision::fp32 || c.device == core::Device::cuda,
+              "{}: matmul_precision: tf32 applies to device cuda only (CPU products are exact)",
+              context);
   if (have_ceilings) {
     c.ceilings = parse_ceilings(ceilings, context);
-  } else if (c.device == core::Device::cuda) {
-    c.ceilings = parse_ceilings(YAML::Node("h100_fp32"), context);
-  } else {
-    c.ceilings.name = "none";
+    c.ceilings_given = true;
   }
   // Every cell resolves as a training config (model keys, attention spec at seq_len).
   expand_cells(c);
   return c;
+}
+
+Ceilings ceilings_for(const TrainStepConfig& config, core::MatmulPrecision precision) {
+  if (config.ceilings_given) return config.ceilings;
+  if (config.device == core::Device::cuda)
+    return parse_ceilings(
+        YAML::Node(precision == core::MatmulPrecision::tf32 ? "h100_tf32" : "h100_fp32"),
+        config.context);
+  Ceilings none;
+  none.name = "none";
+  return none;
 }
 
 const std::vector<std::string>& train_step_columns() {
@@ -453,6 +489,7 @@ const std::vector<std::string>& train_step_columns() {
                                                 "device",
                                                 "device_model",
                                                 "dtype",
+                                                "matmul_precision",
                                                 "ceilings",
                                                 "gemm_flops_per_s",
                                                 "copy_bytes_per_s",
@@ -467,9 +504,9 @@ const std::vector<std::string>& train_step_columns() {
 }
 
 const std::vector<std::string>& train_step_key_columns() {
-  static const std::vector<std::string> columns{"task",  "attention", "backend",     "params",
-                                                "model", "vocab",     "num_classes", "device",
-                                                "dtype", "batch",     "seq_len"};
+  static const std::vector<std::string> columns{
+      "task",        "attention", "backend", "params",           "model", "vocab",
+      "num_classes", "device",    "dtype",   "matmul_precision", "batch", "seq_len"};
   return columns;
 }
 
@@ -481,6 +518,7 @@ int run_train_step_sweep(const TrainStepConfig& config, const std::string& out_c
   core::CsvWriter writer(out_csv, train_step_columns());
   const std::map<std::string, std::string> done = existing_rows(out_csv, train_step_key_columns());
   const std::string gpu = device_model(config.device);
+  const core::ScopedMatmulPrecision restore(core::matmul_precision());  // put back at the end
 
   int errors = 0, written = 0, skipped_existing = 0;
   const auto start = Clock::now();
@@ -497,6 +535,7 @@ int run_train_step_sweep(const TrainStepConfig& config, const std::string& out_c
     }
     CellResult r;
     try {
+      core::set_matmul_precision(cell.precision);
       r = measure_cell(cell, config);
     } catch (const std::bad_alloc&) {
       r = CellResult{};
@@ -513,8 +552,12 @@ int run_train_step_sweep(const TrainStepConfig& config, const std::string& out_c
 
     const double elapsed = seconds_since(start);
     const double eta = elapsed / written * static_cast<double>(total - i - 1);
-    const std::string what = fmt::format("{} {} B={} N={}", cell.task->label, cell.attention->label,
-                                         cell.task->batch, cell.task->seq_len);
+    const std::string what =
+        fmt::format("{} {} B={} N={}{}", cell.task->label, cell.attention->label, cell.task->batch,
+                    cell.task->seq_len,
+                    config.device == core::Device::cuda
+                        ? std::string(" ") + core::matmul_precision_name(cell.precision)
+                        : std::string());
     if (r.status == "ok") {
       std::string predicted =
           std::isnan(r.predicted_ms) ? std::string("-") : fmt::format("{:.3f} ms", r.predicted_ms);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/precision.h"
 
 namespace lra::harness {
 
@@ -27,8 +28,9 @@ inline constexpr double kH100Tf32GemmFlopsPerS = 390e12;
 inline constexpr double kH100CopyBytesPerS = 3.0e12;
 
 // The two ceilings a prediction uses. `ceilings:` in the config: `h100_fp32` (the default
-// on cuda: lra's GEMMs are fp32), `h100_tf32`, `none` (the default on cpu: predicted_ms
-// left empty), or {gemm_flops_per_s: F, copy_bytes_per_s: W} for any other device.
+// on cuda with matmul_precision fp32), `h100_tf32` (the default with tf32), `none` (the
+// default on cpu: predicted_ms left empty), or {gemm_flops_per_s: F, copy_bytes_per_s: W}
+// for any other device. The GEMM rate bounds every FLOP of the count.
 struct Ceilings {
   std::string name;  // "h100_fp32", "h100_tf32", "custom" or "none"
   double gemm_flops_per_s = 0, copy_bytes_per_s = 0;
@@ -51,14 +53,17 @@ struct TrainStepAttention {
 struct TrainStepConfig {
   core::Device device = core::Device::cpu;
   core::DType dtype = core::DType::f32;
+  // Precisions of f32 products on CUDA (core/precision.h): each cell runs once per entry.
+  std::vector<core::MatmulPrecision> matmul_precisions{core::MatmulPrecision::fp32};
   YAML::Node model;  // a training config's `model:` section (empty: the authors' settings)
   std::vector<TrainStepTask> tasks;
   std::vector<TrainStepAttention> attentions;
   int warmup = 5, reps = 20;
   double memory_limit = 0;  // cells whose estimated peak exceeds it are `oom` (0: no limit)
   uint64_t seed = 0;
-  Ceilings ceilings;
-  std::string context;  // the config file, for messages
+  Ceilings ceilings;            // when given in the config: for every cell
+  bool ceilings_given = false;  // else the default for the device and the cell's precision
+  std::string context;          // the config file, for messages
 };
 
 // Parses a `kind: train_step` sweep config; unknown keys, wrong types, unknown tasks and
@@ -69,7 +74,11 @@ TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::strin
 const std::vector<std::string>& train_step_columns();
 const std::vector<std::string>& train_step_key_columns();
 
-// Runs every (task, attention) cell not yet in `out_csv`, tasks outer, appending one
+// The ceilings of a cell run at `precision`: the config's, or the default (h100_fp32 or
+// h100_tf32 on cuda, none on cpu).
+Ceilings ceilings_for(const TrainStepConfig& config, core::MatmulPrecision precision);
+
+// Runs every (task, attention, precision) cell not yet in `out_csv`, tasks outer, appending one
 // flushed row per cell. Returns the number of cells with status `error`. Progress on
 // stderr. stop_after >= 0 ends the run after that many new rows (LRA_SWEEP_STOP_AFTER).
 int run_train_step_sweep(const TrainStepConfig& config, const std::string& out_csv,

@@ -19,7 +19,8 @@ Training-step sweeps (kind: train_step): for every lra row whose (task, attentio
 seq_len) is in the anchor file, prints lra's and the anchor's median step time, their
 ratio with issue 8's target (<= 1/3 for ListOps and Pathfinder-32; Image and Text are
 printed for information), lra's predicted time from the FLOP/byte count and
-measured / predicted, and both peaks.
+measured / predicted, and both peaks. Each lra row is one line (fp32 and TF32 cells of
+the same shape are compared separately).
 
 --strict exits with status 1 when a target was missed or a targeted point has no
 measurement. Standard library only.
@@ -254,7 +255,7 @@ def compare_train_step(lra_rows, anchor_rows):
             verdict = "met" if ratio <= TRAIN_STEP_TARGET else "missed"
         results.append({
             "task": key[0], "attention": key[1], "batch": key[2], "seq_len": key[3],
-            "lra_ms": lra_ms, "anchor_ms": ref_ms, "ratio": ratio,
+            "precision": row.get("matmul_precision", "") or "-", "lra_ms": lra_ms, "anchor_ms": ref_ms, "ratio": ratio,
             "target": "<= 1/3" if targeted else "-", "verdict": verdict,
             "predicted_ms": predicted,
             "over_predicted": lra_ms / predicted if lra_ms is not None and predicted else None,
@@ -267,11 +268,12 @@ def compare_train_step(lra_rows, anchor_rows):
 
 
 def print_train_step_table(results, out=sys.stdout):
-    print("| task | attention | B x N | lra ms | anchor ms | ratio | target | time | predicted ms | "
-          "measured / predicted | lra peak MiB | anchor peak MiB | memory ratio |", file=out)
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", file=out)
+    print("| task | attention | B x N | precision | lra ms | anchor ms | ratio | target | time | "
+          "predicted ms | measured / predicted | lra peak MiB | anchor peak MiB | memory ratio |",
+          file=out)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", file=out)
     for r in results:
-        print(f"| {r['task']} | {r['attention']} | {r['batch']} x {r['seq_len']} | "
+        print(f"| {r['task']} | {r['attention']} | {r['batch']} x {r['seq_len']} | {r['precision']} | "
               f"{fmt(r['lra_ms'])} | {fmt(r['anchor_ms'])} | {fmt(r['ratio'])} | {r['target']} | "
               f"{r['verdict']} | {fmt(r['predicted_ms'])} | {fmt(r['over_predicted'], 2)} | "
               f"{fmt(r['lra_mib'], 0)} | {fmt(r['anchor_mib'], 0)} | {fmt(r['mem_ratio'], 2)} |",
@@ -335,6 +337,7 @@ def self_test_train_step(failures):
     expect(("listops", "softmax"), "verdict", "missed (lra oom)")
     expect(("image", "linear"), "target", "-")
     expect(("image", "linear"), "over_predicted", 2.0)
+    expect(("image", "linear"), "precision", "-")
     if ("listops", "linear") in got:
         failures.append("train step: a row without an anchor of its shape was compared")
     import io

@@ -21,8 +21,7 @@ bool have_python3() {
 }
 
 RunResult compare_anchor(const std::string& args) {
-  return run_command("python3 " +
-                     quote((source_dir() / "scripts" / "compare_anchor.py").string()) +
+  return run_command("python3 " + quote((source_dir() / "scripts" / "compare_anchor.py").string()) +
                      " " + args);
 }
 
@@ -133,7 +132,7 @@ ceilings: {gemm_flops_per_s: 1.0e11, copy_bytes_per_s: 1.0e10}
   auto c = compare_anchor(quote(csv.string()) + " --strict --anchors " +
                           quote((dir / "anchor.csv").string()));
   ASSERT_EQ(c.status, 0) << c.output;
-  EXPECT_NE(c.output.find("| listops | linear | 2 x 64 |"), std::string::npos) << c.output;
+  EXPECT_NE(c.output.find("| listops | linear | 2 x 64 | fp32 |"), std::string::npos) << c.output;
   EXPECT_NE(c.output.find("| 0.250 | <= 1/3 | met |"), std::string::npos) << c.output;
   // Beside it: the predicted time and measured / predicted, from the same CSV values.
   char predicted_cells[96];
@@ -144,13 +143,12 @@ ceilings: {gemm_flops_per_s: 1.0e11, copy_bytes_per_s: 1.0e10}
   EXPECT_NE(c.output.find("| image | linear | 2 x 64 |"), std::string::npos) << c.output;
   EXPECT_NE(c.output.find("met: 1/1"), std::string::npos) << c.output;
   // An anchor twice as fast as lra: the target is missed and --strict fails.
-  write_file(dir / "fast.csv", header + "listops,linear,2,64," +
-                                   core::csv_number(listops_ms / 2) + ",0,0,0,1e12\n");
+  write_file(dir / "fast.csv",
+             header + "listops,linear,2,64," + core::csv_number(listops_ms / 2) + ",0,0,0,1e12\n");
   auto strict = compare_anchor(quote(csv.string()) + " --strict --anchors " +
                                quote((dir / "fast.csv").string()));
   EXPECT_EQ(strict.status, 1) << strict.output;
-  EXPECT_NE(strict.output.find("| 2.000 | <= 1/3 | missed |"), std::string::npos)
-      << strict.output;
+  EXPECT_NE(strict.output.find("| 2.000 | <= 1/3 | missed |"), std::string::npos) << strict.output;
   // An attention anchor file is not a train-step anchor: rejected by name.
   write_file(dir / "attention_anchor.csv",
              "backend,batch,heads,head_dim,seq_len,pass,time_ms_median,time_ms_p10,time_ms_p90,"

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "cli_util.h"
 #include "core/csv.h"
@@ -57,6 +58,7 @@ attentions:
   nystrom-64: {type: nystrom, landmarks: 64, pinv_iters: 6, conv_kernel: 35}
   linformer-256: {type: linformer, k: 256}
   linear: {type: linear}
+matmul_precision: [fp32, tf32]
 warmup: 2
 reps: 5
 )");
@@ -65,13 +67,17 @@ reps: 5
       run_lra("sweep " + quote((dir / "sweep.yaml").string()) + " --out " + quote(csv.string()));
   ASSERT_EQ(r.status, 0) << r.output;
   core::CsvTable t = core::read_csv(csv.string());
-  ASSERT_EQ(t.rows.size(), 8u);
+  ASSERT_EQ(t.rows.size(), 16u);
+  std::map<std::string, double> predicted;
   for (const auto& row : t.rows) {
+    const std::string precision = row[t.column("matmul_precision")];
     const std::string cell = row[t.column("task")] + " " + row[t.column("attention")];
     ASSERT_EQ(row[t.column("status")], "ok") << cell << ": " << row[t.column("reason")];
     EXPECT_EQ(row[t.column("device")], "cuda");
     EXPECT_FALSE(row[t.column("device_model")].empty());
-    EXPECT_EQ(row[t.column("ceilings")], "h100_fp32");
+    ASSERT_TRUE(precision == "fp32" || precision == "tf32") << precision;
+    EXPECT_EQ(row[t.column("ceilings")], "h100_" + precision);
+    predicted[cell + " " + precision] = std::stod(row[t.column("predicted_ms")]);
     const double median = std::stod(row[t.column("step_ms_median")]);
     EXPECT_TRUE(std::isfinite(median) && median > 0) << cell;
     const double batch = std::stod(row[t.column("batch")]);
@@ -83,6 +89,12 @@ reps: 5
     EXPECT_GT(std::stod(row[t.column("predicted_ms")]), 0.0) << cell;
     const double classes = std::stod(row[t.column("num_classes")]);
     EXPECT_NEAR(std::stod(row[t.column("loss")]), std::log(classes), 0.3) << cell;
+  }
+  // The TF32 ceiling can only shorten a prediction.
+  for (const auto& [key, ms] : predicted) {
+    if (key.size() > 5 && key.substr(key.size() - 4) == "fp32") {
+      EXPECT_LE(predicted[key.substr(0, key.size() - 4) + "tf32"], ms) << key;
+    }
   }
 }
 

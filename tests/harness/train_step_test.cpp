@@ -80,6 +80,7 @@ TEST(TrainStepSweep, TinyCellsWriteTheAnchorColumnsWithPlausibleNumbers) {
     ASSERT_EQ(row[t.column("status")], "ok") << row[t.column("reason")];
     EXPECT_EQ(row[t.column("device")], "cpu");
     EXPECT_EQ(row[t.column("dtype")], "f32");
+    EXPECT_EQ(row[t.column("matmul_precision")], "fp32");
     EXPECT_EQ(row[t.column("seed")], "4");
     EXPECT_EQ(row[t.column("reps")], "3");
     EXPECT_EQ(row[t.column("warmup")], "1");
@@ -225,6 +226,11 @@ TEST(TrainStepSweep, BadConfigsAreRejectedWithKeyAndFile) {
       {head + tasks + attentions + "ceilings: {gemm_flops: 1e12, copy_bytes_per_s: 1e9}\n",
        "ceilings.gemm_flops"},
       {head + tasks + attentions + "model: {dims: 32}\n", "model.dims"},
+      {head + tasks + attentions + "matmul_precision: tf16\n", "matmul_precision"},
+      {head + tasks + attentions + "matmul_precision: []\n", "matmul_precision"},
+      // TF32 exists for CUDA products only.
+      {head + tasks + attentions + "matmul_precision: [fp32, tf32]\n",
+       "matmul_precision: tf32 applies to device cuda only"},
       {head + tasks + attentions + "model: {layers: many}\n", "model.layers"},
       {head + "tasks: [{task: listops, batch: 2, seqlen: 64}]\n" + attentions, "tasks[0].seqlen"},
       {head + "tasks: [{task: listopz, batch: 2, seq_len: 64}]\n" + attentions, "listopz"},
