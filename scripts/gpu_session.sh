@@ -7,9 +7,10 @@
 #   bash scripts/gpu_session.sh measure   # on the GPU machine: the two sweeps, compared
 #
 # pack    builds lra and the four test binaries with CUDA for sm_90 (LRA_NATIVE=OFF: any
-#         x86-64 host) into build-gpu/, and copies them, the shared libraries they need
-#         beyond glibc and CUDA, and the anchor CSVs into build-gpu-pack/ (ignored by git,
-#         under 64 MiB, so it can travel with a device call: carry ["build-gpu-pack"]).
+#         x86-64 host) into build-gpu/, and puts them with the shared libraries they need
+#         beyond glibc and CUDA into build-gpu-pack/lra-gpu.tar.xz, beside the anchor CSVs
+#         (ignored by git; ~15 MiB, so it travels with a device call: carry
+#         ["build-gpu-pack"]; the device stages unpack it into build-gpu/pack/).
 #         The device image has CUDA, CMake and Python but not lra's C++ dependencies
 #         (Eigen, yaml-cpp, fmt, GoogleTest), and device time is scarce: build here.
 # build   uses build-gpu-pack/ when it is there; otherwise configures and builds on the
@@ -35,6 +36,7 @@ cd "$root" || exit 2
 
 stage="${1:-}"
 pack="${LRA_GPU_PACK:-build-gpu-pack}"
+unpacked="build-gpu/pack"  # where the device stages unpack the archive (kept while warm)
 out="${OUT:-$root/build-gpu/out}"
 # The pack stage builds on a slow machine: no budget there unless one is given.
 if [ "$stage" = pack ]; then budget="${LRA_GPU_STAGE_SECONDS:-1000000}"; else budget="${LRA_GPU_STAGE_SECONDS:-560}"; fi
@@ -117,20 +119,28 @@ cuda_library_path() {
   echo "${dirs[*]}"
 }
 
-# Sets bin_dir / lra_bin to the packed binaries, or builds them here.
+# Sets bin_dir / lra_bin to the packed binaries (unpacked once per pack), or builds them.
 select_binaries() {
-  if [ -x "$pack/bin/lra" ]; then
-    bin_dir="$root/$pack/bin"
-    bin_from="$pack (commit $(cat "$pack/COMMIT" 2>/dev/null || echo '?'))"
+  if [ -f "$pack/lra-gpu.tar.xz" ]; then
+    local commit
+    commit="$(cat "$pack/COMMIT" 2>/dev/null || echo '?')"
+    if [ "$(cat "$unpacked/COMMIT" 2>/dev/null)" != "$commit" ] || [ ! -x "$unpacked/bin/lra" ]; then
+      rm -rf "$unpacked"
+      mkdir -p "$unpacked"
+      tar -C "$unpacked" -xJf "$pack/lra-gpu.tar.xz" || say "ERROR: cannot unpack $pack/lra-gpu.tar.xz"
+      echo "$commit" > "$unpacked/COMMIT"
+    fi
+    bin_dir="$root/$unpacked/bin"
+    bin_from="$pack (commit $commit)"
     local cuda_libs
     cuda_libs="$(cuda_library_path)"
-    export LD_LIBRARY_PATH="$root/$pack/lib:$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export LD_LIBRARY_PATH="$root/$unpacked/lib:$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     # The machine's own C++ runtime first; the packed one only where that fails to load
     # (it needs glibc >= 2.36).
     if ! "$bin_dir/lra" --version >/dev/null 2>&1; then
-      say "lra does not start with the machine's runtime libraries; adding $pack/lib-fallback"
+      say "lra does not start with the machine's runtime libraries; adding lib-fallback/"
       "$bin_dir/lra" --version 2>&1 | head -3
-      export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$root/$pack/lib-fallback"
+      export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$root/$unpacked/lib-fallback"
     fi
   else
     say "no $pack/: building on this machine"
@@ -194,22 +204,27 @@ stage_pack() {
     print_summary
     exit 1
   fi
-  rm -rf "$pack"
-  mkdir -p "$pack/bin" "$pack/lib" "$pack/lib-fallback" "$pack/anchors"
-  cp build-gpu/harness/lra "$pack/bin/"
+  local stage_dir="build-gpu/pack-stage"
+  rm -rf "$pack" "$stage_dir"
+  mkdir -p "$stage_dir/bin" "$stage_dir/lib" "$stage_dir/lib-fallback" "$pack/anchors"
+  cp build-gpu/harness/lra "$stage_dir/bin/"
   local t lib
-  for t in "${tests[@]}"; do cp "build-gpu/tests/$t" "$pack/bin/"; done
+  for t in "${tests[@]}"; do cp "build-gpu/tests/$t" "$stage_dir/bin/"; done
   # Shared libraries beyond glibc and CUDA's (those come from the device's toolkit): lra's
   # dependencies in lib/, the compiler's runtime (which any machine with GCC >= 11 has, and
   # whose copies here need glibc >= 2.36) in lib-fallback/, used only if lra fails to start.
-  for lib in $(ldd "$pack"/bin/* | awk '/=> \// {print $3}' | sort -u); do
+  for lib in $(ldd "$stage_dir"/bin/* | awk '/=> \// {print $3}' | sort -u); do
     case "$(basename "$lib")" in
       libc.so* | libm.so* | libdl.so* | libpthread.so* | librt.so* | ld-linux*) ;;
       libcuda.so* | libcudart.so* | libcublas.so* | libcublasLt.so*) ;;
-      libstdc++.so* | libgcc_s.so* | libgomp.so* | libz.so*) cp -L "$lib" "$pack/lib-fallback/" ;;
-      *) cp -L "$lib" "$pack/lib/" ;;
+      libstdc++.so* | libgcc_s.so* | libgomp.so* | libz.so*) cp -L "$lib" "$stage_dir/lib-fallback/" ;;
+      *) cp -L "$lib" "$stage_dir/lib/" ;;
     esac
   done
+  LD_LIBRARY_PATH="$root/$stage_dir/lib" "$stage_dir/bin/lra" --version || exit 1
+  ls -la "$stage_dir/bin" "$stage_dir/lib" "$stage_dir/lib-fallback"
+  # The binaries hold the CUDA kernels once each: xz takes them to about a fifth.
+  XZ_OPT="-6 -T0" tar -C "$stage_dir" -cJf "$pack/lra-gpu.tar.xz" . || exit 1
   local anchors=""
   for d in ../shared/anchors shared/anchors; do
     [ -d "$d" ] && { anchors="$d"; break; }
@@ -228,9 +243,8 @@ stage_pack() {
   local mib
   mib=$(( $(du -sk "$pack" | cut -f1) / 1024 ))
   say "packed $pack/ (${mib} MiB, commit $commit):"
-  ls -la "$pack/bin" "$pack/lib" "$pack/lib-fallback" "$pack/anchors"
-  LD_LIBRARY_PATH="$root/$pack/lib" "$pack/bin/lra" --version
-  if [ "$mib" -gt 60 ]; then
+  ls -la "$pack" "$pack/anchors"
+  if [ "$mib" -gt 56 ]; then
     say "ERROR: $pack/ is ${mib} MiB; a device call carries at most 64 MiB with the tree"
     exit 1
   fi
