@@ -121,9 +121,14 @@ void require_device(const SweepConfig& c) {
             core::cuda_unavailable_reason());
 }
 
+// The CSV's dtype: f32, f64, or tf32 for f32 tensors with TF32 products.
+std::string dtype_label(const SweepPoint& p) {
+  return std::string(p.precision == core::MatmulPrecision::tf32 ? "tf32" : core::dtype_name(p.dtype));
+}
+
 std::string series_key(const SweepPoint& p) {
   return fmt::format("{}|{}|{}|{}|{}|{}|{}", p.backend, p.params, p.pass, p.batch, p.heads,
-                     p.head_dim, core::dtype_name(p.dtype));
+                     p.head_dim, dtype_label(p));
 }
 
 }  // namespace
@@ -215,7 +220,16 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
     if (key == "device") {
       c.device = core::parse_device(config_scalar<std::string>(v, key, context, "cpu or cuda"));
     } else if (key == "dtype") {
-      c.dtype = core::parse_dtype(config_scalar<std::string>(v, key, context, "f32 or f64"));
+      const auto name = config_scalar<std::string>(v, key, context, "f32, f64 or tf32");
+      if (name == "tf32") {  // f32 storage, TF32 products
+        c.dtype = core::DType::f32;
+        c.precision = core::MatmulPrecision::tf32;
+      } else {
+        LRA_CHECK(name == "f32" || name == "f64", "{}: dtype must be f32, f64 or tf32, got '{}'",
+                  context, name);
+        c.dtype = core::parse_dtype(name);
+        c.precision = core::MatmulPrecision::fp32;
+      }
     } else if (key == "batch") {
       c.batch = int_list(v, key, context);
     } else if (key == "heads") {
@@ -291,6 +305,8 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
     }
   }
   LRA_CHECK(have_backends && !c.backends.empty(), "{}: no backends listed", context);
+  LRA_CHECK(c.precision == core::MatmulPrecision::fp32 || c.device == core::Device::cuda,
+            "{}: dtype: tf32 applies to device cuda only (CPU products are exact fp32)", context);
   LRA_CHECK(c.max_reps >= c.min_reps, "{}: max_reps ({}) < min_reps ({})", context, c.max_reps,
             c.min_reps);
   return c;
@@ -310,6 +326,7 @@ std::vector<SweepPoint> expand_grid(const SweepConfig& c) {
               p.params = attention::spec_params(spec);
               p.device = c.device;
               p.dtype = c.dtype;
+              p.precision = c.precision;
               p.batch = b;
               p.heads = h;
               p.head_dim = d;
@@ -447,7 +464,7 @@ const std::vector<std::string>& sweep_key_columns() {
 
 std::string sweep_point_key(const SweepPoint& p) {
   return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", p.backend, p.params, core::device_name(p.device),
-                     core::dtype_name(p.dtype), p.batch, p.heads, p.seq_len, p.head_dim, p.pass);
+                     dtype_label(p), p.batch, p.heads, p.seq_len, p.head_dim, p.pass);
 }
 
 std::map<std::string, std::string> sweep_row(const SweepPoint& p, const SweepResult& r,
@@ -457,7 +474,7 @@ std::map<std::string, std::string> sweep_row(const SweepPoint& p, const SweepRes
   return {{"backend", p.backend},
           {"params", p.params},
           {"device", std::string(core::device_name(p.device))},
-          {"dtype", std::string(core::dtype_name(p.dtype))},
+          {"dtype", dtype_label(p)},
           {"batch", std::to_string(p.batch)},
           {"heads", std::to_string(p.heads)},
           {"seq_len", std::to_string(p.seq_len)},
@@ -481,6 +498,7 @@ std::map<std::string, std::string> sweep_row(const SweepPoint& p, const SweepRes
 
 int run_sweep(const SweepConfig& config, const std::string& out_csv, int stop_after) {
   require_device(config);  // before any output: a CUDA config on a machine without a GPU
+  const core::ScopedMatmulPrecision precision(config.precision);  // restored when done
   const auto points = expand_grid(config);
   // Check every backend spec (type and keys) before measuring anything.
   {

@@ -11,6 +11,7 @@
 
 #include "core/device.h"
 #include "core/error.h"
+#include "core/precision.h"
 
 namespace lra::harness {
 
@@ -26,6 +27,8 @@ struct SweepConfig {
   // the CUDA allocator's peak bytes; running needs a device (the config parses anywhere).
   core::Device device = core::Device::cpu;
   core::DType dtype = core::DType::f32;
+  // `dtype: tf32`: f32 tensors with TF32 products on CUDA (core/precision.h); rows say tf32.
+  core::MatmulPrecision precision = core::MatmulPrecision::fp32;
   std::vector<int64_t> batch{8}, heads{4}, head_dim{64}, seq_len{1024};
   std::vector<std::string> passes{"fwd"};  // "fwd" and/or "fwd+bwd"
   std::vector<YAML::Node> backends;        // `attention:`-style specs
@@ -77,6 +80,7 @@ struct SweepPoint {
   std::string params;   // canonical params text (attention::spec_params)
   core::Device device = core::Device::cpu;
   core::DType dtype = core::DType::f32;
+  core::MatmulPrecision precision = core::MatmulPrecision::fp32;
   int64_t batch = 1, heads = 1, seq_len = 1, head_dim = 1;
   std::string pass;  // "fwd" or "fwd+bwd"
 };

@@ -201,6 +201,13 @@ Settings parse_settings(const YAML::Node& config, const std::string& context) {
     o.eps = t.get_double("eps", 1e-6, 0.0, 1.0);
     o.dtype = t.get_choice("dtype", "f32", {"f32", "f64"});
     o.device = t.get_choice("device", "cpu", {"cpu", "cuda"});
+    o.matmul_precision = t.get_choice("matmul_precision", "fp32", {"fp32", "tf32"});
+    LRA_CHECK(o.matmul_precision == "fp32" || o.device == "cuda",
+              "{}: train.matmul_precision: tf32 applies to train.device cuda only (CPU products "
+              "are exact fp32)",
+              context);
+    LRA_CHECK(o.matmul_precision == "fp32" || o.dtype == "f32",
+              "{}: train.matmul_precision: tf32 applies to train.dtype f32 only", context);
     o.test = t.get_bool("test", true);
     t.finish();
   }
@@ -261,6 +268,7 @@ YAML::Node settings_to_yaml(const Settings& s) {
   t["dropout_seed"] = o.dropout_seed;
   t["dtype"] = o.dtype;
   t["device"] = o.device;
+  t["matmul_precision"] = o.matmul_precision;
   t["test"] = o.test;
   t["stop_at"] = o.stop_at;
   t["log_every"] = o.log_every;
@@ -278,6 +286,7 @@ uint64_t config_hash(const Settings& settings) {
   // train.device: cpu is left out, so runs from before the key existed keep their hash
   // (a CPU checkpoint still resumes); cuda changes the numerics and so the hash.
   if (copy.train.device == "cpu") node["train"].remove("device");
+  if (copy.train.matmul_precision == "fp32") node["train"].remove("matmul_precision");  // likewise
   YAML::Emitter e;
   e << YAML::Flow << node;
   return hash_name(e.c_str());

@@ -31,6 +31,8 @@ struct TrainSettings {
   double lr = 1e-4, weight_decay = 0, clip_norm = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
   std::string dtype = "f32";
   std::string device = "cpu";  // where parameters, optimizer state and activations live
+  // f32 products on cuda: fp32 or tf32 (tensor cores; core/precision.h).
+  std::string matmul_precision = "fp32";
   bool test = true;
 };
 

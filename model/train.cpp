@@ -18,6 +18,7 @@
 #include "core/ops.h"
 #include "core/ops_train.h"
 #include "core/parallel.h"
+#include "core/precision.h"
 #include "core/version.h"
 #include "model/checkpoint.h"
 #include "model/optim.h"
@@ -138,6 +139,9 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
               s.context, why);
   }
   core::keep_freed_host_memory();
+  const core::ScopedMatmulPrecision precision(s.train.matmul_precision == "tf32"
+                                                  ? core::MatmulPrecision::tf32
+                                                  : core::MatmulPrecision::fp32);
 
   ClassifierConfig cc =
       classifier_config(s, train_data.vocab_size(), train_data.num_classes(), train_data.pairs());
@@ -361,6 +365,7 @@ TrainSummary train_on(const Settings& s, const Splits& splits, const std::string
         }()));
   field("device", json_string(s.train.device));
   field("dtype", json_string(s.train.dtype));
+  field("matmul_precision", json_string(s.train.matmul_precision));
   field("threads", std::to_string(core::num_threads()));
   field("seed", std::to_string(s.train.seed));
   field("commit", json_string(core::git_commit()), true);

@@ -94,10 +94,15 @@ def matches(params, required, defaults):
 # (lra backend, required params, backend defaults, lra dtypes) -> anchors with targets.
 # A target is (max ratio, min seq_len it applies from, strict '<' instead of '<='), or None.
 RULES = [
-    {
-        "backend": "softmax", "params": {}, "defaults": {}, "dtypes": {"f32"},
+    {   # issue 8's target is for fp32 inputs with TF32 products (`dtype: tf32` sweeps)
+        "backend": "softmax", "params": {}, "defaults": {}, "dtypes": {"tf32"},
         "label": "softmax (fp32 inputs)",
         "anchors": [("sdpa_fp32", (0.33, 2048, False)), ("softmax_naive", None)],
+    },
+    {   # full fp32 products: for information
+        "backend": "softmax", "params": {}, "defaults": {}, "dtypes": {"f32"},
+        "label": "softmax (fp32 inputs)",
+        "anchors": [("sdpa_fp32", None), ("softmax_naive", None)],
     },
     {
         "backend": "softmax", "params": {}, "defaults": {}, "dtypes": {"bf16"},
@@ -106,24 +111,26 @@ RULES = [
     },
     {
         "backend": "nystrom", "params": {"landmarks": "64", "pinv_iters": "6", "conv_kernel": "35"},
-        "defaults": {"landmarks": "64", "pinv_iters": "6", "conv_kernel": "35"}, "dtypes": {"f32"},
+        "defaults": {"landmarks": "64", "pinv_iters": "6", "conv_kernel": "35"},
+        "dtypes": {"f32", "tf32"},
         "label": "nystrom-64",
         "anchors": [("nystrom_mlpen", [(0.2, 0, False), (0.1, 2048, False)]),
                     ("sdpa_bf16", (1.0, 4096, True))],
     },
     {
-        "backend": "linformer", "params": {"k": "256"}, "defaults": {"k": "256"}, "dtypes": {"f32"},
+        "backend": "linformer", "params": {"k": "256"}, "defaults": {"k": "256"},
+        "dtypes": {"f32", "tf32"},
         "label": "linformer-256",
         "anchors": [("linformer_mlpen", (0.5, 0, False))],
     },
     {
         "backend": "performer", "params": {"features": "256", "kernel": "relu"},
-        "defaults": {"features": "256", "kernel": "exp"}, "dtypes": {"f32"},
+        "defaults": {"features": "256", "kernel": "exp"}, "dtypes": {"f32", "tf32"},
         "label": "performer-256 relu",
         "anchors": [("performer_relu", (0.5, 0, False))],
     },
     {
-        "backend": "linear", "params": {}, "defaults": {}, "dtypes": {"f32"},
+        "backend": "linear", "params": {}, "defaults": {}, "dtypes": {"f32", "tf32"},
         "label": "linear",
         "anchors": [("linear_mlpen", (0.5, 0, False))],
     },
@@ -189,8 +196,10 @@ def compare(lra_rows, anchor_rows):
                 else:
                     mem_verdict = "met" if mem_ratio <= 1.0 else "missed"
                 target_text = ", ".join(("< " if strict else "<= ") + f"{b:g}" for b, strict in bounds)
+                # Rows of a `dtype: tf32` sweep (f32 tensors, TF32 products) say so.
+                label = rule["label"] + (" [tf32]" if row["dtype"] == "tf32" else "")
                 results.append({
-                    "label": rule["label"], "anchor": anchor_name, "seq_len": seq_len,
+                    "label": label, "anchor": anchor_name, "seq_len": seq_len,
                     "pass": shape[4], "shape": shape, "lra_ms": lra_ms, "anchor_ms": ref_ms,
                     "ratio": ratio, "target": target_text or "-", "verdict": verdict,
                     "mem_ratio": mem_ratio, "mem_verdict": mem_verdict, "lra_status": row["status"],
@@ -359,8 +368,9 @@ def self_test():
            # different landmarks: must not match the nystrom-64 rule.
            "nystrom,landmarks=32,f32,8,4,64,1024,fwd,0.01,1,ok",
            # softmax: N=1024 has no target vs sdpa_fp32; N=4096 ratio 0.25 met; memory missed.
-           "softmax,,f32,8,4,64,1024,fwd+bwd,1.0,10,ok",
-           "softmax,,f32,8,4,64,4096,fwd+bwd,2.5,5000,ok",
+           "softmax,,tf32,8,4,64,1024,fwd+bwd,1.0,10,ok",
+           "softmax,,tf32,8,4,64,4096,fwd+bwd,2.5,5000,ok",
+           "softmax,,f32,8,4,64,4096,fwd+bwd,5.0,5000,ok",
            # performer relu ok (0.5 <= 0.5); performer exp must not match.
            "performer,features=256;kernel=relu,f32,8,4,64,512,fwd,0.5,10,ok",
            "performer,features=256,f32,8,4,64,512,fwd,0.1,10,ok",
@@ -405,11 +415,14 @@ def self_test():
     expect(("nystrom-64", "nystrom_mlpen", 4096, "fwd"), "mem_ratio", 0.5)
     expect(("nystrom-64", "sdpa_bf16", 4096, "fwd"), "ratio", 1.5)
     expect(("nystrom-64", "sdpa_bf16", 4096, "fwd"), "verdict", "missed")
-    expect(("softmax (fp32 inputs)", "sdpa_fp32", 1024, "fwd+bwd"), "verdict", "-")
-    expect(("softmax (fp32 inputs)", "sdpa_fp32", 4096, "fwd+bwd"), "ratio", 0.25)
-    expect(("softmax (fp32 inputs)", "sdpa_fp32", 4096, "fwd+bwd"), "verdict", "met")
-    expect(("softmax (fp32 inputs)", "sdpa_fp32", 4096, "fwd+bwd"), "mem_verdict", "missed")
-    expect(("softmax (fp32 inputs)", "softmax_naive", 4096, "fwd+bwd"), "anchor_ms", None)
+    tf32 = "softmax (fp32 inputs) [tf32]"
+    expect((tf32, "sdpa_fp32", 1024, "fwd+bwd"), "verdict", "-")
+    expect((tf32, "sdpa_fp32", 4096, "fwd+bwd"), "ratio", 0.25)
+    expect((tf32, "sdpa_fp32", 4096, "fwd+bwd"), "verdict", "met")
+    expect((tf32, "sdpa_fp32", 4096, "fwd+bwd"), "mem_verdict", "missed")
+    expect((tf32, "softmax_naive", 4096, "fwd+bwd"), "anchor_ms", None)
+    expect(("softmax (fp32 inputs)", "sdpa_fp32", 4096, "fwd+bwd"), "ratio", 0.5)
+    expect(("softmax (fp32 inputs)", "sdpa_fp32", 4096, "fwd+bwd"), "verdict", "-")
     expect(("performer-256 relu", "performer_relu", 512, "fwd"), "verdict", "met")
     expect(("linear", "linear_mlpen", 512, "fwd"), "verdict", "missed (lra oom)")
     if sum(r["label"] == "nystrom-64" for r in results) != 3:

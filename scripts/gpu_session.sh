@@ -11,16 +11,16 @@
 #         beyond glibc and CUDA into build-gpu-pack/lra-gpu.tar.xz, beside the anchor CSVs
 #         (ignored by git; ~15 MiB, so it travels with a device call: carry
 #         ["build-gpu-pack"]; the device stages unpack it into build-gpu/pack/).
-#         The device image has CUDA, CMake and Python but not lra's C++ dependencies
-#         (Eigen, yaml-cpp, fmt, GoogleTest), and device time is scarce: build here.
+#         Optional: it saves the device the compile when these binaries load there.
 # build   uses build-gpu-pack/ when it is there; otherwise configures and builds on the
-#         machine itself (cmake -DLRA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90, -j16: needs the
-#         dependencies of scripts/install_deps.sh there). Then every GPU test, each run to
+#         machine itself (cmake -DLRA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90, -j16): the lent
+#         H100 has nvcc, cuBLAS, CMake, Eigen, yaml-cpp, fmt and GoogleTest installed. Then every GPU test, each run to
 #         its end whatever the others did: lra_core_tests '*Cuda*:DeviceTimer*',
 #         lra_attention_tests '*AttentionCudaParity*', lra_model_tests '*CudaTraining*',
 #         lra_harness_tests 'SweepCuda*:TrainStepCuda*', then compute-sanitizer --tool
 #         memcheck on the core and attention parity tests.
-# measure lra sweep configs/sweeps/train_step_gpu.yaml and configs/sweeps/scaling_gpu.yaml
+# measure lra sweep configs/sweeps/train_step_gpu.yaml, configs/sweeps/scaling_gpu.yaml and
+#         scaling_gpu_tf32.yaml (both into scaling.csv)
 #         (CSVs in $LRA_GPU_RESULTS, default build-gpu/results/h100: an ignored folder the
 #         machine keeps while it stays warm, so a second `measure` resumes where a first one
 #         ran out of time), each compared with its anchor by scripts/compare_anchor.py.
@@ -311,6 +311,8 @@ stage_measure() {
   fi
   step "lra sweep scaling_gpu.yaml" 600 \
     "$lra_bin" sweep configs/sweeps/scaling_gpu.yaml --out "$results/scaling.csv"
+  step "lra sweep scaling_gpu_tf32.yaml" 600 \
+    "$lra_bin" sweep configs/sweeps/scaling_gpu_tf32.yaml --out "$results/scaling.csv"
   if [ -n "$anchors" ] && [ -f "$results/scaling.csv" ]; then
     step "compare scaling with the anchor" 30 bash -c \
       "set -o pipefail; python3 scripts/compare_anchor.py '$results/scaling.csv' \

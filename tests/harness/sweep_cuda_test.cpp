@@ -33,6 +33,37 @@ TEST(SweepCuda, GpuScalingConfigIsRejectedClearlyWithoutADevice) {
   EXPECT_FALSE(fs::exists(csv)) << "nothing is written before the device check";
 }
 
+TEST(SweepCuda, Tf32ScalingConfigIsRejectedClearlyWithoutADevice) {
+  if (core::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  auto dir = scratch_dir("sweep_cuda_tf32_no_device");
+  auto csv = dir / "scaling.csv";
+  auto config = source_dir() / "configs" / "sweeps" / "scaling_gpu_tf32.yaml";
+  auto r = run_lra("sweep " + quote(config.string()) + " --out " + quote(csv.string()));
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("scaling_gpu_tf32.yaml: device cuda:"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(csv)) << "nothing is written before the device check";
+}
+
+TEST(SweepCuda, Tf32RowsOnTheGpuSayTf32) {
+  if (core::cuda_device_count() == 0)
+    GTEST_SKIP() << "skipping GPU test: " << core::cuda_unavailable_reason();
+  auto dir = scratch_dir("sweep_cuda_tf32");
+  auto config = dir / "tf32.yaml";
+  write_file(config,
+             "device: cuda\ndtype: tf32\nbatch: [1]\nheads: [2]\nhead_dim: [64]\n"
+             "seq_len: [256]\npasses: [fwd, fwd+bwd]\nbackends: [{type: softmax}]\n"
+             "warmup: 1\nmin_reps: 2\nmin_seconds: 0\n");
+  auto csv = dir / "tf32.csv";
+  auto r = run_lra("sweep " + quote(config.string()) + " --out " + quote(csv.string()));
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto table = core::read_csv(csv.string());
+  ASSERT_EQ(table.rows.size(), 2u);
+  for (const auto& row : table.rows) {
+    EXPECT_EQ(row[table.column("dtype")], "tf32");
+    EXPECT_EQ(row[table.column("status")], "ok") << row[table.column("reason")];
+  }
+}
+
 TEST(SweepCuda, GpuScalingConfigParsesAndChecksItsBackendsOnAGpu) {
   if (core::cuda_device_count() == 0)
     GTEST_SKIP() << "skipping GPU test: " << core::cuda_unavailable_reason();

@@ -159,6 +159,8 @@ TEST(Sweep, BadConfigsAreRejectedWithKeyAndFile) {
       {"seq_len: [16]\n", "no backends"},
       {"backends: [{type: softmax}]\nseq_len: [0]\n", "seq_len"},
       {"backends: [{type: softmax}]\nbatch: two\n", "batch"},
+      {"backends: [{type: softmax}]\ndtype: tf32\n", "dtype: tf32 applies to device cuda only"},
+      {"backends: [{type: softmax}]\ndtype: bf32\n", "bf32"},
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {
     std::string name = "bad";

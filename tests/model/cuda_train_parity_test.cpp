@@ -257,5 +257,41 @@ TEST(CudaTrainingConfig, DeviceKeyIsValidatedAndWritten) {
   }
 }
 
+TEST(CudaTrainingConfig, MatmulPrecisionKeyIsValidatedAndHashed) {
+  YAML::Node c;
+  c["task"]["name"] = "memory";
+  c["task"]["max_len"] = 16;
+  c["model"]["dim"] = 16;
+  c["attention"]["type"] = "softmax";
+  c["train"]["batch"] = 4;
+  c["train"]["device"] = "cuda";
+  Settings fp32 = parse_settings(c, "p.yaml");
+  EXPECT_EQ(fp32.train.matmul_precision, "fp32");
+  c["train"]["matmul_precision"] = "fp32";
+  EXPECT_EQ(config_hash(parse_settings(c, "p.yaml")), config_hash(fp32))
+      << "the default written out keeps the hash of configs from before the key";
+  c["train"]["matmul_precision"] = "tf32";
+  Settings tf32 = parse_settings(c, "p.yaml");
+  EXPECT_EQ(settings_to_yaml(tf32)["train"]["matmul_precision"].as<std::string>(), "tf32");
+  EXPECT_NE(config_hash(tf32), config_hash(fp32)) << "TF32 changes the numerics";
+  auto expect_error = [&](const YAML::Node& config, const std::string& what) {
+    try {
+      parse_settings(config, "bad.yaml");
+      FAIL() << "accepted: " << what;
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find("bad.yaml"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("matmul_precision"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
+  };
+  YAML::Node on_cpu = YAML::Clone(c);
+  on_cpu["train"]["device"] = "cpu";
+  expect_error(on_cpu, "cuda only");
+  YAML::Node bad = YAML::Clone(c);
+  bad["train"]["matmul_precision"] = "fp16";
+  expect_error(bad, "fp16");
+}
+
 }  // namespace
 }  // namespace lra::model
