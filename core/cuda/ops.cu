@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "core/allocator.h"
+#include "core/cuda/block_reduce.cuh"
 #include "core/cuda/check.h"
+#include "core/cuda/conv_kernels.cuh"
 #include "core/cuda/kernels.h"
 #include "core/dispatch.h"
 #include "core/philox.h"
@@ -24,31 +26,6 @@ int grid_for(int64_t n) {
 template <typename T> const T* cptr(const Tensor& t) { return t.data<T>(); }
 template <typename T> T* mptr(Tensor& t) { return t.data<T>(); }
 
-// Fixed-tree block reduction (blockDim.x == block_threads).
-template <typename T> __device__ T block_sum(T v, T* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  T r = shared[0];
-  __syncthreads();
-  return r;
-}
-
-template <typename T> __device__ T block_max(T v, T* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] = max(shared[threadIdx.x], shared[threadIdx.x + s]);
-    __syncthreads();
-  }
-  T r = shared[0];
-  __syncthreads();
-  return r;
-}
-
 // A device scratch buffer counted by the allocator (it is real memory the op needs).
 struct Scratch {
   void* ptr = nullptr;
@@ -60,11 +37,6 @@ struct Scratch {
   template <typename T> T* as() { return static_cast<T*>(ptr); }
 };
 
-// Key mask element as "is a token", for f32 or f64 masks.
-__device__ inline bool mask_keep(const void* mask, bool mask_f32, int64_t i) {
-  return mask_f32 ? static_cast<const float*>(mask)[i] != 0.0f
-                  : static_cast<const double*>(mask)[i] != 0.0;
-}
 
 // ------------------------------------------------------------------ GEMM (cuBLAS)
 cublasHandle_t handle() {
@@ -344,50 +316,6 @@ __global__ void segment_means_backward_kernel(const T* dmeans, const int* positi
 // ------------------------------------------------------------------ depthwise conv
 // y (+)= the conv of mask * x (forward), or dx (+)= mask * the transposed conv of dy
 // (transpose): padded rows are read as 0 going in and get nothing coming back.
-template <typename T>
-__global__ void conv_kernel(const T* x, const T* w, const void* mask, bool mask_f32, int64_t heads,
-                            int64_t seq, int64_t width, int64_t taps, int64_t n_total,
-                            bool transpose, bool accumulate, T* y) {
-  int64_t half = taps / 2;
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < n_total; o += int64_t(gridDim.x) * blockDim.x) {
-    int64_t d = o % width, n = (o / width) % seq, bh = o / (width * seq), b = bh / heads;
-    const T* wh = w + (bh % heads) * taps;
-    const T* xs = x + bh * seq * width;
-    T acc = 0;
-    if (!transpose || !mask || mask_keep(mask, mask_f32, b * seq + n)) {
-      for (int64_t j = 0; j < taps; ++j) {
-        // forward reads x[n + j - half]; the transposed (backward) conv reads dy[n - j + half].
-        int64_t src = transpose ? n - j + half : n + j - half;
-        if (src < 0 || src >= seq) continue;
-        if (!transpose && mask && !mask_keep(mask, mask_f32, b * seq + src)) continue;
-        acc += wh[j] * xs[src * width + d];
-      }
-    }
-    y[o] = accumulate ? y[o] + acc : acc;
-  }
-}
-
-// grid (H * taps): dw[h, j] (+)= sum_{b, n, d} dy[b, h, n, d] (mask * x)[b, h, n + j - half, d].
-template <typename T>
-__global__ void conv_dw_kernel(const T* x, const T* dy, const void* mask, bool mask_f32,
-                               int64_t batch, int64_t heads, int64_t seq, int64_t width,
-                               int64_t taps, bool accumulate, T* dw) {
-  __shared__ T shared[block_threads];
-  int64_t h = blockIdx.x / taps, j = blockIdx.x % taps, half = taps / 2;
-  int64_t per_seq = seq * width;
-  T acc = 0;
-  for (int64_t i = threadIdx.x; i < batch * per_seq; i += blockDim.x) {
-    int64_t b = i / per_seq, rem = i % per_seq, n = rem / width, d = rem % width;
-    int64_t src = n + j - half;
-    if (src < 0 || src >= seq) continue;
-    if (mask && !mask_keep(mask, mask_f32, b * seq + src)) continue;
-    int64_t base = (b * heads + h) * per_seq;
-    acc += dy[base + n * width + d] * x[base + src * width + d];
-  }
-  acc = block_sum(acc, shared);
-  if (threadIdx.x == 0) dw[blockIdx.x] = accumulate ? dw[blockIdx.x] + acc : acc;
-}
-
 // ------------------------------------------------------------------ plumbing
 template <typename T> __global__ void fill_kernel(T* y, T value, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -712,9 +640,14 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
         true, accumulate, mptr<T>(dx));
     LRA_CUDA_CHECK_LAUNCH();
     if (w.numel() == 0) return;
-    conv_dw_kernel<T><<<static_cast<unsigned>(w.numel()), block_threads>>>(
+    const ConvDwSplit split = conv_dw_split(x.dim(0) * x.dim(2), w.numel());
+    Scratch partial(static_cast<std::size_t>(w.numel() * split.chunks) * sizeof(T));
+    conv_dw_partial_kernel<T><<<static_cast<unsigned>(w.numel() * split.chunks), block_threads>>>(
         cptr<T>(x), cptr<T>(dy), mask, mask_f32, x.dim(0), x.dim(1), x.dim(2), x.dim(3), w.dim(1),
-        accumulate, mptr<T>(dw));
+        split, partial.as<T>());
+    LRA_CUDA_CHECK_LAUNCH();
+    conv_dw_finish_kernel<T><<<grid_for(w.numel()), block_threads>>>(
+        partial.as<T>(), w.numel(), split.chunks, accumulate, mptr<T>(dw));
     LRA_CUDA_CHECK_LAUNCH();
   });
 }

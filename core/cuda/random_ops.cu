@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/allocator.h"
+#include "core/cuda/block_reduce.cuh"
 #include "core/cuda/check.h"
 #include "core/cuda/random_kernels.h"
 #include "core/dispatch.h"
@@ -54,31 +55,6 @@ AnyFloat any_float(const Tensor& t) {
   return {t.raw_data(), t.dtype() == DType::f32};
 }
 
-// Fixed-tree block reductions (blockDim.x == threads).
-template <typename T>
-__device__ T block_sum(T v, T* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  T r = shared[0];
-  __syncthreads();
-  return r;
-}
-template <typename T>
-__device__ T block_max(T v, T* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] = max(shared[threadIdx.x], shared[threadIdx.x + s]);
-    __syncthreads();
-  }
-  T r = shared[0];
-  __syncthreads();
-  return r;
-}
 // Butterfly warp reductions: every lane ends with the same value (a + b == b + a).
 template <typename T>
 __device__ T warp_sum(T v) {

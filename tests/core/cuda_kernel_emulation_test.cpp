@@ -1,5 +1,6 @@
-// The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh) and of the
-// pseudo-inverse step (core/cuda/pinv_step_kernels.cuh), their source compiled as host C++
+// The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh,
+// flash_tf32_kernels.cuh), the pseudo-inverse step (pinv_step_kernels.cuh) and the
+// depthwise conv (conv_kernels.cuh), their source compiled as host C++
 // and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
 // barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
 // match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
@@ -7,6 +8,7 @@
 // tests (cuda_parity_*_test.cpp), which run where a device exists.
 #include "tests/support/cuda_emulation.h"
 
+#include "core/cuda/conv_kernels.cuh"
 #include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
 #include "core/cuda/pinv_step_kernels.cuh"
@@ -278,6 +280,74 @@ TEST(CudaKernelEmulation, PinvStepMatchesTheCpuIteration) {
       EXPECT_LE(rel_error(zn, cpu.z, "z"), tol) << "z";
       EXPECT_LE(rel_error(da, cpu_da, "d_a"), tol) << "d_a";
       EXPECT_LE(rel_error(dz, cpu_dz, "d_z", 1.0), tol) << "d_z";  // exactly 0 at m = 1
+    }
+}
+
+template <typename T>
+void run_conv(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& mask, Tensor& y,
+              Tensor& dx, Tensor& dw) {
+  using namespace cuda;
+  const int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
+  const int64_t taps = w.dim(1), total = x.numel();
+  const void* m = mask.defined() ? mask.raw_data() : nullptr;
+  const bool m32 = mask.defined() && mask.dtype() == DType::f32;
+  const unsigned grid = 2;  // grid-stride kernels: two blocks cover any size (and keep it quick)
+  const T* xp = x.data<T>();
+  const T* wp = w.data<T>();
+  const T* gp = dy.data<T>();
+  T* yp = y.data<T>();
+  T* dxp = dx.data<T>();
+  T* dwp = dw.data<T>();
+  test::emulate_launch(grid, 256, 0, [&] {
+    conv_kernel<T>(xp, wp, m, m32, heads, seq, width, taps, total, false, false, yp);
+  });
+  test::emulate_launch(grid, 256, 0, [&] {
+    conv_kernel<T>(gp, wp, m, m32, heads, seq, width, taps, total, true, false, dxp);
+  });
+  const ConvDwSplit split = conv_dw_split(batch * seq, w.numel());
+  std::vector<T> partial(static_cast<std::size_t>(w.numel() * split.chunks));
+  T* pp = partial.data();
+  test::emulate_launch(static_cast<unsigned>(w.numel() * split.chunks), 256, 0, [&] {
+    conv_dw_partial_kernel<T>(xp, gp, m, m32, batch, heads, seq, width, taps, split, pp);
+  });
+  test::emulate_launch(1, 256, 0, [&] {
+    conv_dw_finish_kernel<T>(pp, w.numel(), split.chunks, false, dwp);
+  });
+}
+
+TEST(CudaKernelEmulation, DepthwiseConvMatchesTheCpu) {
+  for (DType dtype : {DType::f64, DType::f32})
+    for (auto [n, taps] : {std::pair<int64_t, int64_t>{37, 5}, {20, 35}, {70, 3}}) {  // 2, 1, 4 chunks
+      SCOPED_TRACE(::testing::Message() << "N=" << n << " taps=" << taps << " " << dtype_name(dtype));
+      const Shape shape{2, 3, n, 5};
+      Tensor x = randn(shape, 21, dtype), dy = randn(shape, 22, dtype);
+      Tensor w = randn(Shape{3, taps}, 23, dtype);
+      std::vector<double> m(static_cast<std::size_t>(2 * n), 1.0);
+      for (int64_t j = n - n / 4; j < n; ++j) m[static_cast<std::size_t>(n + j)] = 0;  // padding
+      Tensor mask = Tensor::from_values(Shape{2, n}, m, dtype);
+      Tensor y_cpu = depthwise_conv_seq(x, w, mask);
+      ConvGrads g_cpu = depthwise_conv_seq_backward(x, w, dy, mask);
+      Tensor y = Tensor::empty(shape, dtype), dx = Tensor::empty(shape, dtype);
+      Tensor dw = Tensor::empty(w.shape(), dtype);
+      if (dtype == DType::f32)
+        run_conv<float>(x, w, dy, mask, y, dx, dw);
+      else
+        run_conv<double>(x, w, dy, mask, y, dx, dw);
+      const double tol = dtype == DType::f64 ? 1e-12 : 1e-5;
+      EXPECT_LE(rel_error(y, y_cpu, "y"), tol) << "y";
+      EXPECT_LE(rel_error(dx, g_cpu.dx, "dx"), tol) << "dx";
+      EXPECT_LE(rel_error(dw, g_cpu.dw, "dw"), tol) << "dw";
+    }
+}
+
+TEST(CudaKernelEmulation, ConvDwSplitCoversEveryRowOnce) {
+  for (int64_t rows : {0, 1, 31, 32, 1000, 64000, 65537})
+    for (int64_t head_taps : {1, 70, 140, 600}) {
+      const cuda::ConvDwSplit s = cuda::conv_dw_split(rows, head_taps);
+      EXPECT_GE(s.chunks, 1);
+      EXPECT_GE(s.chunks * s.rows_per_chunk, rows) << rows << " " << head_taps;
+      EXPECT_LT((s.chunks - 1) * s.rows_per_chunk, std::max<int64_t>(rows, 1))
+          << "an empty chunk: " << rows << " " << head_taps;
     }
 }
 

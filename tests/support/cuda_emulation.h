@@ -1,8 +1,8 @@
 #pragma once
 // Runs CUDA kernel source on the CPU, for tests on machines without a GPU: one std::thread
 // per CUDA thread, a std::barrier for __syncthreads, shuffles exchanged through the block,
-// blocks one after another. Only what lra's kernels use (1-D grids and blocks, dynamic
-// shared memory, __shfl_xor_sync, the TF32 mma of core/cuda/mma_tf32.cuh). Slow (thousands of threads per launch): small shapes.
+// blocks one after another. Only what lra's kernels use (1-D grids and blocks, static and
+// dynamic shared memory, __shfl_xor_sync, the TF32 mma of core/cuda/mma_tf32.cuh). Slow (thousands of threads per launch): small shapes.
 // Shared memory starts as 0xFF bytes (NaN in f32 and f64), so a read of an element no
 // thread wrote shows in the results. Include this before any kernel header.
 #include <barrier>
@@ -23,6 +23,9 @@
 #define __launch_bounds__(...)
 #define __restrict__
 #define __align__(n)
+// Blocks run one after another, so a function-local static is one block's shared memory.
+#define __shared__ static
+using std::fmax;
 
 struct EmulatedDim3 {
   unsigned x = 0, y = 1, z = 1;

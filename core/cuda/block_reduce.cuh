@@ -1,0 +1,41 @@
+#pragma once
+// Device helpers shared by the CUDA kernels: fixed-tree block reductions (deterministic:
+// the same tree whatever the data) and the key-mask test. Device code only, so the CPU
+// emulation test can include it too.
+#include <cstdint>
+
+namespace lra::core::cuda {
+
+// Fixed-tree block reductions; blockDim.x a power of two, `shared` one T per thread. Every
+// thread gets the result.
+template <typename T> __device__ inline T block_sum(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  T r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+template <typename T> __device__ inline T block_max(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) shared[threadIdx.x] = fmax(shared[threadIdx.x], shared[threadIdx.x + s]);
+    __syncthreads();
+  }
+  T r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+// Key mask element as "is a token", for f32 or f64 masks.
+__device__ inline bool mask_keep(const void* mask, bool mask_f32, int64_t i) {
+  return mask_f32 ? static_cast<const float*>(mask)[i] != 0.0f
+                  : static_cast<const double*>(mask)[i] != 0.0;
+}
+
+}  // namespace lra::core::cuda
