@@ -67,6 +67,18 @@ void gemm_batched(cublasOperation_t opb, cublasOperation_t opa, int n, int m, in
   }
 }
 
+// c[e] = beta c[e] + the sum over j < count of products[j][e], in j order (beta = 0 never
+// reads c, which may hold anything).
+template <typename T>
+__global__ void add_products_kernel(const T* products, int64_t count, int64_t size, T beta, T* c) {
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < size;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    T s = beta == T(0) ? T(0) : beta * c[e];
+    for (int64_t j = 0; j < count; ++j) s += products[j * size + e];
+    c[e] = s;
+  }
+}
+
 // ------------------------------------------------------------------ softmax
 template <typename T>
 __global__ void softmax_kernel(const T* x, const void* mask, bool mask_f32, int64_t rows_per_batch,
@@ -365,12 +377,27 @@ void gemm(const Tensor& a, bool ta, const Tensor& b, bool tb, Tensor& c, double 
     const T* ap = cptr<T>(a);
     const T* bp = cptr<T>(b);
     T* cp = mptr<T>(c);
-    if (pc == 1 && p > 1) {  // one output summed over the batch, in batch order
-      for (int64_t i = 0; i < p; ++i)
+    if (pc == 1 && p > 1) {
+      // One output summed over the batch (e.g. the gradient of a weight shared by every
+      // batch entry): the products of up to `group` entries by one strided call into a
+      // scratch buffer of at most 32 MiB, then added into c in batch order by one kernel.
+      // Deterministic; it was one cuBLAS call per entry (64 launches for Linformer's E at
+      // B = 32, H = 2).
+      const int64_t mn = m * n;
+      if (mn == 0) return;
+      const int64_t budget = int64_t{32} << 20;
+      const int64_t group = std::clamp<int64_t>(budget / (mn * static_cast<int64_t>(sizeof(T))), 1, p);
+      Scratch products(static_cast<std::size_t>(group * mn) * sizeof(T));
+      for (int64_t i0 = 0; i0 < p; i0 += group) {
+        const int64_t g = std::min(group, p - i0);
         gemm_batched<T>(opb, opa, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),
-                        static_cast<T>(alpha), bp + (pb == 1 ? 0 : i * k * n), ldb, 0,
-                        ap + (pa == 1 ? 0 : i * m * k), lda, 0,
-                        i == 0 ? static_cast<T>(beta) : T(1), cp, ldc, 0, 1);
+                        static_cast<T>(alpha), bp + (pb == 1 ? 0 : i0 * k * n), ldb,
+                        pb == 1 ? 0 : k * n, ap + (pa == 1 ? 0 : i0 * m * k), lda,
+                        pa == 1 ? 0 : m * k, T(0), products.as<T>(), ldc, mn, static_cast<int>(g));
+        add_products_kernel<T><<<grid_for(mn), block_threads>>>(
+            products.as<T>(), g, mn, i0 == 0 ? static_cast<T>(beta) : T(1), cp);
+        LRA_CUDA_CHECK_LAUNCH();
+      }
       return;
     }
     gemm_batched<T>(opb, opa, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k),

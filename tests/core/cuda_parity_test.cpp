@@ -41,6 +41,20 @@ TEST_P(CudaParity, Gemm) {
     }
 }
 
+TEST_P(CudaParity, GemmBatchSummedInChunks) {
+  // db of a weight shared by 20 batch entries: 2 MiB (f32) products, so the 32 MiB scratch
+  // takes 16 (f32) or 8 (f64) at a time and the sum runs over several chunks; beta = 0 on
+  // NaN-poisoned output memory must not read it.
+  Tensor a = randn(Shape{20, 64, 1024}), b = randn(Shape{1024, 512});
+  Tensor dc = randn(Shape{20, 64, 512});
+  Tensor db = Tensor::empty(b.shape(), dtype());
+  matmul_backward(a, false, b, false, 1.0, dc, nullptr, &db);
+  poison(b.shape());
+  Tensor gdb = Tensor::empty(b.shape(), dtype(), Device::cuda);
+  matmul_backward(gpu(a), false, gpu(b), false, 1.0, gpu(dc), nullptr, &gdb);
+  expect_close(gdb, db, "batch-summed db over chunks");
+}
+
 TEST_P(CudaParity, GemmTf32WithinItsRounding) {
   // TF32 applies to f32 only: f64 stays exact. Depth 512 so the rounding shows.
   ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
