@@ -38,27 +38,7 @@ void launch(size_t smem, int64_t blocks, Args... args) {
   LRA_CUDA_CHECK_LAUNCH();
 }
 
-// Calls run(std::integral_constant<int, DMAX>) with the smallest DMAX of 32, 64, 128 >= d.
-template <typename Run> void with_head_dim_tile(int64_t d, Run&& run) {
-  if (d <= 32)
-    run(std::integral_constant<int, 32>{});
-  else if (d <= 64)
-    run(std::integral_constant<int, 64>{});
-  else
-    run(std::integral_constant<int, 128>{});
-}
 
-Geometry geometry_of(const Tensor& q, const Tensor& key_mask) {
-  Geometry g;
-  g.heads = q.dim(1);
-  g.n = q.dim(2);
-  g.d = static_cast<int>(q.dim(3));
-  g.mask = key_mask.defined() ? key_mask.raw_data() : nullptr;
-  g.mask_f32 = key_mask.defined() && key_mask.dtype() == DType::f32;
-  return g;
-}
-
-Dropout dropout_of(const AttentionDropout& d) { return Dropout{d.p > 0, d.p, d.seed, d.offset}; }
 
 }  // namespace
 

@@ -19,9 +19,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/cuda/dynamic_shared.cuh"
+#include "core/ops_fused_attention.h"
 #include "core/philox.h"
+#include "core/tensor.h"
 
 namespace lra::core::cuda::flash {
 
@@ -42,6 +45,29 @@ struct Geometry {
   const void* mask;  // [B, N] or null
   bool mask_f32;
 };
+
+// Host side: a call's geometry and dropout from its tensors, and the head-dim tile.
+// Calls run(std::integral_constant<int, DMAX>) with the smallest DMAX of 32, 64, 128 >= d.
+template <typename Run> inline void with_head_dim_tile(int64_t d, Run&& run) {
+  if (d <= 32)
+    run(std::integral_constant<int, 32>{});
+  else if (d <= 64)
+    run(std::integral_constant<int, 64>{});
+  else
+    run(std::integral_constant<int, 128>{});
+}
+
+inline Geometry geometry_of(const Tensor& q, const Tensor& key_mask) {
+  Geometry g;
+  g.heads = q.dim(1);
+  g.n = q.dim(2);
+  g.d = static_cast<int>(q.dim(3));
+  g.mask = key_mask.defined() ? key_mask.raw_data() : nullptr;
+  g.mask_f32 = key_mask.defined() && key_mask.dtype() == DType::f32;
+  return g;
+}
+
+inline Dropout dropout_of(const AttentionDropout& d) { return Dropout{d.p > 0, d.p, d.seed, d.offset}; }
 
 __device__ inline bool key_is_real(const Geometry& g, int64_t b, int64_t j) {
   if (j >= g.n) return false;

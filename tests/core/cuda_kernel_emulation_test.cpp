@@ -15,6 +15,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/attention_masks.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -60,9 +62,8 @@ void run_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
                Tensor& dq, Tensor& dk, Tensor& dv) {
   using namespace cuda::flash;
   const int64_t bh = q.dim(0) * q.dim(1), n = q.dim(2);
-  Geometry g{q.dim(1), n, static_cast<int>(q.dim(3)), mask.defined() ? mask.raw_data() : nullptr,
-             mask.defined() && mask.dtype() == DType::f32};
-  Dropout dr{drop.p > 0, drop.p, drop.seed, drop.offset};
+  const Geometry g = geometry_of(q, mask);
+  const Dropout dr = dropout_of(drop);
   const int64_t tiles = (n + tile_rows<T>() - 1) / tile_rows<T>();
   const unsigned blocks = static_cast<unsigned>(bh * tiles);
   const T* qp = q.data<T>();
@@ -99,14 +100,7 @@ void check_flash(int64_t batch, int64_t heads, int64_t n, int64_t d, double p, b
   const Shape shape{batch, heads, n, d};
   Tensor q = randn(shape, 1, dtype, 0.8), k = randn(shape, 2, dtype, 0.8);
   Tensor v = randn(shape, 3, dtype), g = randn(shape, 4, dtype);
-  Tensor mask;
-  if (padded) {
-    std::vector<double> m(static_cast<std::size_t>(batch * n), 1.0);
-    for (int64_t j = n - n / 3; j < n; ++j) m[static_cast<std::size_t>(j)] = 0;  // tail padding
-    if (batch > 1)
-      for (int64_t j = 0; j < n; ++j) m[static_cast<std::size_t>(n + j)] = 0;   // no real key
-    mask = Tensor::from_values(Shape{batch, n}, m, dtype);
-  }
+  Tensor mask = padded ? test::tail_padded_mask(batch, n, dtype) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const AttentionDropout drop{p, 91, uint64_t{3} << 40};
   FusedAttention cpu = fused_softmax_attention(q, k, v, mask, scale, drop);
@@ -116,19 +110,13 @@ void check_flash(int64_t batch, int64_t heads, int64_t n, int64_t d, double p, b
   Tensor out = Tensor::empty(shape, dtype), lse = Tensor::empty(Shape{batch, heads, n}, dtype);
   Tensor dq = Tensor::empty(shape, dtype), dk = Tensor::empty(shape, dtype);
   Tensor dv = Tensor::empty(shape, dtype);
-  auto run = [&](auto dmax) {
+  cuda::flash::with_head_dim_tile(d, [&](auto dmax) {
     constexpr int DMAX = decltype(dmax)::value;
     if (dtype == DType::f32)
       run_flash<float, DMAX>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
     else
       run_flash<double, DMAX>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
-  };
-  if (d <= 32)
-    run(std::integral_constant<int, 32>{});
-  else if (d <= 64)
-    run(std::integral_constant<int, 64>{});
-  else
-    run(std::integral_constant<int, 128>{});
+  });
   const double tol = dtype == DType::f64 ? 1e-11 : 1e-5;
   EXPECT_LE(rel_error(out, cpu.out, "out"), tol) << "out";
   EXPECT_LE(rel_error(lse, cpu.lse, "lse"), tol) << "lse";
@@ -152,9 +140,8 @@ void run_flash_tf32(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
                     Tensor& lse, Tensor& dq, Tensor& dk, Tensor& dv) {
   using namespace cuda::flash;
   const int64_t n = q.dim(2);
-  Geometry g{q.dim(1), n, static_cast<int>(q.dim(3)), mask.defined() ? mask.raw_data() : nullptr,
-             mask.defined() && mask.dtype() == DType::f32};
-  Dropout dr{drop.p > 0, drop.p, drop.seed, drop.offset};
+  const Geometry g = geometry_of(q, mask);
+  const Dropout dr = dropout_of(drop);
   const int64_t tiles = (n + tf32_rows - 1) / tf32_rows;
   const float* qp = q.data<float>();
   const float* kp = k.data<float>();
@@ -185,22 +172,15 @@ void run_flash_tf32(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   });
 }
 
-// The tensor-core kernels (TF32 products), forward and backward: within TF32's rounding (inputs to 10-bit
-// mantissas, relative 2^-11 each) of the fp32 CPU kernel, issue 8's 5e-3.
+// The tensor-core kernels (TF32 products), forward and backward: within TF32's rounding
+// (inputs to 10-bit mantissas, relative 2^-11 each) of the fp32 CPU kernel, issue 8's 5e-3.
 void check_flash_tf32(int64_t batch, int64_t heads, int64_t n, int64_t d, double p, bool padded) {
   SCOPED_TRACE(::testing::Message() << "TF32 B=" << batch << " H=" << heads << " N=" << n
                                     << " D=" << d << " p=" << p << " padded=" << padded);
   const Shape shape{batch, heads, n, d};
   Tensor q = randn(shape, 11, DType::f32, 0.8), k = randn(shape, 12, DType::f32, 0.8);
   Tensor v = randn(shape, 13, DType::f32), g = randn(shape, 14, DType::f32);
-  Tensor mask;
-  if (padded) {
-    std::vector<double> m(static_cast<std::size_t>(batch * n), 1.0);
-    for (int64_t j = n - n / 3; j < n; ++j) m[static_cast<std::size_t>(j)] = 0;
-    if (batch > 1)
-      for (int64_t j = 0; j < n; ++j) m[static_cast<std::size_t>(n + j)] = 0;
-    mask = Tensor::from_values(Shape{batch, n}, m, DType::f32);
-  }
+  Tensor mask = padded ? test::tail_padded_mask(batch, n, DType::f32) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const AttentionDropout drop{p, 91, uint64_t{3} << 40};
   FusedAttention cpu = fused_softmax_attention(q, k, v, mask, scale, drop);
@@ -208,12 +188,9 @@ void check_flash_tf32(int64_t batch, int64_t heads, int64_t n, int64_t d, double
       fused_softmax_attention_backward(q, k, v, mask, scale, drop, cpu.lse, cpu.out, g);
   Tensor out = Tensor::empty(shape), lse = Tensor::empty(Shape{batch, heads, n});
   Tensor dq = Tensor::empty(shape), dk = Tensor::empty(shape), dv = Tensor::empty(shape);
-  if (d <= 32)
-    run_flash_tf32<32>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
-  else if (d <= 64)
-    run_flash_tf32<64>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
-  else
-    run_flash_tf32<128>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
+  cuda::flash::with_head_dim_tile(d, [&](auto dmax) {
+    run_flash_tf32<decltype(dmax)::value>(q, k, v, mask, scale, drop, g, out, lse, dq, dk, dv);
+  });
   EXPECT_LE(rel_error(out, cpu.out, "out"), 5e-3) << "out";
   EXPECT_LE(rel_error(lse, cpu.lse, "lse"), 5e-3) << "lse";
   // dQ and dK are exactly 0 at N = 1 (dP - delta cancels): compared against the inputs'

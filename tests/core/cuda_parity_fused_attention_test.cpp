@@ -6,6 +6,8 @@
 // Outputs are poisoned before each GPU run. Skips (visibly) without a device.
 #include <gtest/gtest.h>
 
+#include "tests/support/attention_masks.h"
+
 #include "tests/support/cuda_parity.h"
 
 #include <algorithm>
@@ -30,14 +32,7 @@ class CudaFusedAttention : public test::CudaParityTest {
                                       << dtype_name(dtype()));
     const Shape shape{batch, heads, n, d};
     Tensor q = randn(shape, 0.8), k = randn(shape, 0.8), v = randn(shape), g = randn(shape);
-    Tensor mask;
-    if (padded) {
-      std::vector<double> m(static_cast<std::size_t>(batch * n), 1.0);
-      for (int64_t j = n - n / 3; j < n; ++j) m[static_cast<std::size_t>(j)] = 0;  // tail padding
-      if (batch > 1)
-        for (int64_t j = 0; j < n; ++j) m[static_cast<std::size_t>(n + j)] = 0;   // no real key
-      mask = Tensor::from_values(Shape{batch, n}, m, dtype());
-    }
+    Tensor mask = padded ? test::tail_padded_mask(batch, n, dtype()) : Tensor();
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     const AttentionDropout drop{p, 91, uint64_t{3} << 40};
     FusedAttention cpu = fused_softmax_attention(q, k, v, mask, scale, drop);

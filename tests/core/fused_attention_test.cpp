@@ -4,6 +4,8 @@
 // dropout, several query tiles and a partial last tile.
 #include <gtest/gtest.h>
 
+#include "tests/support/attention_masks.h"
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -58,14 +60,7 @@ void check(int64_t batch, int64_t heads, int64_t n, int64_t d, DType dtype, doub
   Tensor k = randn(Shape{batch, heads, n, d}, 2, dtype);
   Tensor v = randn(Shape{batch, heads, n, d}, 3, dtype);
   Tensor g = randn(Shape{batch, heads, n, d}, 4, dtype);
-  Tensor mask;
-  if (padded) {
-    std::vector<double> m(static_cast<std::size_t>(batch * n), 1.0);
-    for (int64_t j = n - n / 3; j < n; ++j) m[static_cast<std::size_t>(j)] = 0;  // tail padding
-    if (batch > 1)
-      for (int64_t j = 0; j < n; ++j) m[static_cast<std::size_t>(n + j)] = 0;   // no real key
-    mask = Tensor::from_values(Shape{batch, n}, m, dtype);
-  }
+  Tensor mask = padded ? test::tail_padded_mask(batch, n, dtype) : Tensor();
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   AttentionDropout drop{p, 77, uint64_t{5} << 40};
   FusedAttention f = fused_softmax_attention(q, k, v, mask, scale, drop);
