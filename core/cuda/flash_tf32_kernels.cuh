@@ -11,7 +11,8 @@
 // fragments used directly as A fragments: within each 8 keys, A's k = t is taken as key 2t
 // and k = t + 4 as key 2t + 1 (the C layout), and V's rows are read in that order. Q's
 // fragments stay in registers for the whole block. Rows of K and V in shared memory are
-// D + 4 floats apart, so every fragment read hits 32 distinct banks.
+// D + 4 floats apart, so every fragment read hits 32 distinct banks, and rounded to TF32
+// as they are loaded, so the fragments need no conversion.
 //
 // Device code only (launched from fused_attention.cu; the CPU emulation test runs it too).
 #pragma once
@@ -75,8 +76,8 @@ __global__ void __launch_bounds__(tf32_threads)
       const int r = idx / DMAX, c = idx % DMAX;
       const int64_t key = j0 + r;
       const bool inside = key < g.n && c < g.d;
-      ks[r * LD + c] = inside ? k[base + key * g.d + c] : 0.0f;
-      vs[r * LD + c] = inside ? v[base + key * g.d + c] : 0.0f;
+      ks[r * LD + c] = inside ? round_tf32(k[base + key * g.d + c]) : 0.0f;
+      vs[r * LD + c] = inside ? round_tf32(v[base + key * g.d + c]) : 0.0f;
     }
     for (int jj = threadIdx.x; jj < tf32_keys; jj += tf32_threads) real[jj] = key_is_real(g, b, j0 + jj);
     __syncthreads();
@@ -91,7 +92,7 @@ __global__ void __launch_bounds__(tf32_threads)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
         const float* krow = ks + (nt * 8 + gq) * LD + kk * 8 + tq;
-        const uint32_t bf[2] = {to_tf32(krow[0]), to_tf32(krow[4])};
+        const uint32_t bf[2] = {tf32_bits(krow[0]), tf32_bits(krow[4])};
         mma_tf32(s[nt], qa[kk], bf);
       }
 
@@ -142,7 +143,7 @@ __global__ void __launch_bounds__(tf32_threads)
       const float* v0 = vs + (kt * 8 + 2 * tq) * LD + gq;
 #pragma unroll
       for (int dt = 0; dt < DT; ++dt) {
-        const uint32_t bf[2] = {to_tf32(v0[dt * 8]), to_tf32(v0[LD + dt * 8])};
+        const uint32_t bf[2] = {tf32_bits(v0[dt * 8]), tf32_bits(v0[LD + dt * 8])};
         mma_tf32(o[dt], pa, bf);
       }
     }
@@ -172,7 +173,8 @@ template <int DMAX> size_t backward_tf32_smem() {
   return 4 * tf32_keys * (DMAX + 4) * sizeof(float) + 2 * tf32_keys * sizeof(float) + tf32_keys;
 }
 
-// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a [64][LD] tile, zero-padded.
+// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a [64][LD] tile, zero-padded,
+// rounded to TF32 on the way in (every fragment read from it is then a bit copy).
 template <int DMAX>
 __device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0, const Geometry& g,
                                       float* tile) {
@@ -180,7 +182,7 @@ __device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0,
   for (int idx = threadIdx.x; idx < tf32_keys * DMAX; idx += tf32_threads) {
     const int r = idx / DMAX, c = idx % DMAX;
     const int64_t row = r0 + r;
-    tile[r * LD + c] = (row < g.n && c < g.d) ? src[row * g.d + c] : 0.0f;
+    tile[r * LD + c] = (row < g.n && c < g.d) ? round_tf32(src[row * g.d + c]) : 0.0f;
   }
 }
 
@@ -193,12 +195,12 @@ __device__ inline void rows_times_rows(const float* a, const float* b, float (&a
   const float* a0 = a + (warp * 16 + gq) * LD + tq;
 #pragma unroll
   for (int kk = 0; kk < DMAX / 8; ++kk) {
-    const uint32_t af[4] = {to_tf32(a0[kk * 8]), to_tf32(a0[8 * LD + kk * 8]),
-                            to_tf32(a0[kk * 8 + 4]), to_tf32(a0[8 * LD + kk * 8 + 4])};
+    const uint32_t af[4] = {tf32_bits(a0[kk * 8]), tf32_bits(a0[8 * LD + kk * 8]),
+                            tf32_bits(a0[kk * 8 + 4]), tf32_bits(a0[8 * LD + kk * 8 + 4])};
 #pragma unroll
     for (int nt = 0; nt < tf32_keys / 8; ++nt) {
       const float* brow = b + (nt * 8 + gq) * LD + kk * 8 + tq;
-      const uint32_t bf[2] = {to_tf32(brow[0]), to_tf32(brow[4])};
+      const uint32_t bf[2] = {tf32_bits(brow[0]), tf32_bits(brow[4])};
       mma_tf32(acc[nt], af, bf);
     }
   }
@@ -218,7 +220,7 @@ __device__ inline void fragments_times_tile(const float (&x)[tf32_keys / 8][4], 
     const float* b0 = b + (kt * 8 + 2 * tq) * LD + gq;
 #pragma unroll
     for (int dt = 0; dt < DMAX / 8; ++dt) {
-      const uint32_t bf[2] = {to_tf32(b0[dt * 8]), to_tf32(b0[LD + dt * 8])};
+      const uint32_t bf[2] = {tf32_bits(b0[dt * 8]), tf32_bits(b0[LD + dt * 8])};
       mma_tf32(out[dt], xa, bf);
     }
   }

@@ -5,7 +5,7 @@
 //   A (16 x 8, row-major): a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)
 //   B (8 x 8, k x n):      b0 (t, g), b1 (t + 4, g)
 //   C, D (16 x 8):         c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1)
-// The CPU emulation (tests/support/cuda_emulation.h) defines the same two functions.
+// The CPU emulation (tests/support/cuda_emulation.h) defines the same functions.
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -17,6 +17,11 @@ __device__ inline uint32_t to_tf32(float x) {
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
   return r;
 }
+
+// x rounded to TF32 and kept as a float: a tile rounded once when it is loaded into shared
+// memory feeds every later fragment with a plain bit copy (tf32_bits) instead of a cvt.
+__device__ inline float round_tf32(float x) { return __uint_as_float(to_tf32(x)); }
+__device__ inline uint32_t tf32_bits(float rounded) { return __float_as_uint(rounded); }
 
 // d += A B for one warp's fragments.
 __device__ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {

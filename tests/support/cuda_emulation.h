@@ -68,6 +68,19 @@ inline uint32_t to_tf32(float x) {
   return u & 0xffffe000u;
 }
 
+inline float round_tf32(float x) {
+  const uint32_t u = to_tf32(x);
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline uint32_t tf32_bits(float rounded) {
+  uint32_t u;
+  std::memcpy(&u, &rounded, sizeof u);
+  return u;
+}
+
 inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
   uint32_t* mine = emulated_block->fragments.data() + 6 * t;
