@@ -1,6 +1,6 @@
 #pragma once
-// Device helpers shared by the CUDA kernels: fixed-tree block reductions (deterministic:
-// the same tree whatever the data) and the key-mask test. Device code only, so the CPU
+// Device helpers shared by the CUDA kernels: fixed-tree block and warp reductions
+// (deterministic: the same tree whatever the data) and the key-mask test. Device code only, so the CPU
 // emulation test can include it too.
 #include <cstdint>
 
@@ -30,6 +30,17 @@ template <typename T> __device__ inline T block_max(T v, T* shared) {
   T r = shared[0];
   __syncthreads();
   return r;
+}
+
+// Butterfly warp reductions: every lane ends with the same value (a + b == b + a at each
+// level), in an order fixed by the lane numbers alone.
+template <typename T> __device__ inline T warp_sum(T v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <typename T> __device__ inline T warp_max(T v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
 }
 
 // Key mask element as "is a token", for f32 or f64 masks.

@@ -8,6 +8,7 @@
 #include "core/cuda/block_reduce.cuh"
 #include "core/cuda/check.h"
 #include "core/cuda/conv_kernels.cuh"
+#include "core/cuda/row_kernels.cuh"
 #include "core/cuda/kernels.h"
 #include "core/dispatch.h"
 #include "core/philox.h"
@@ -76,88 +77,6 @@ __global__ void add_products_kernel(const T* products, int64_t count, int64_t si
     T s = beta == T(0) ? T(0) : beta * c[e];
     for (int64_t j = 0; j < count; ++j) s += products[j * size + e];
     c[e] = s;
-  }
-}
-
-// ------------------------------------------------------------------ softmax
-template <typename T>
-__global__ void softmax_kernel(const T* x, const void* mask, bool mask_f32, int64_t rows_per_batch,
-                               int64_t cols, T scale, T* y) {
-  __shared__ T shared[block_threads];
-  int64_t r = blockIdx.x;
-  const T* xr = x + r * cols;
-  T* yr = y + r * cols;
-  int64_t mrow = mask ? (r / rows_per_batch) * cols : 0;
-  T mx = -INFINITY;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-    if (!mask || mask_keep(mask, mask_f32, mrow + c)) mx = max(mx, scale * xr[c]);
-  mx = block_max(mx, shared);
-  if (mx == -INFINITY) {
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = T(0);
-    return;
-  }
-  T total = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    T e = (!mask || mask_keep(mask, mask_f32, mrow + c)) ? exp(scale * xr[c] - mx) : T(0);
-    yr[c] = e;
-    total += e;
-  }
-  total = block_sum(total, shared);
-  T inv = T(1) / total;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] *= inv;
-}
-
-template <typename T>
-__global__ void softmax_backward_kernel(const T* y, const T* dy, int64_t cols, T scale, T* dx) {
-  __shared__ T shared[block_threads];
-  int64_t r = blockIdx.x;
-  T dot = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) dot += y[r * cols + c] * dy[r * cols + c];
-  dot = block_sum(dot, shared);
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-    dx[r * cols + c] = scale * y[r * cols + c] * (dy[r * cols + c] - dot);
-}
-
-// ------------------------------------------------------------------ layer norm
-template <typename T>
-__global__ void layer_norm_kernel(const T* x, const T* g, const T* b, int64_t cols, T eps, T* y,
-                                  T* mean, T* rstd) {
-  __shared__ T shared[block_threads];
-  int64_t r = blockIdx.x;
-  const T* xr = x + r * cols;
-  T s = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += xr[c];
-  T mu = block_sum(s, shared) / static_cast<T>(cols);
-  T v = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) v += (xr[c] - mu) * (xr[c] - mu);
-  T inv = T(1) / sqrt(block_sum(v, shared) / static_cast<T>(cols) + eps);
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) y[r * cols + c] = (xr[c] - mu) * inv * g[c] + b[c];
-  if (threadIdx.x == 0) {
-    mean[r] = mu;
-    rstd[r] = inv;
-  }
-}
-
-template <typename T>
-__global__ void layer_norm_dx_kernel(const T* x, const T* g, const T* mean, const T* rstd,
-                                     const T* dy, int64_t cols, T* dx) {
-  __shared__ T shared[block_threads];
-  int64_t r = blockIdx.x;
-  const T* xr = x + r * cols;
-  const T* gr = dy + r * cols;
-  T mu = mean[r], inv = rstd[r];
-  T a = 0, b = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    T xhat = (xr[c] - mu) * inv;
-    T dxhat = gr[c] * g[c];
-    a += dxhat;
-    b += dxhat * xhat;
-  }
-  a = block_sum(a, shared) / static_cast<T>(cols);
-  b = block_sum(b, shared) / static_cast<T>(cols);
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    T xhat = (xr[c] - mu) * inv;
-    dx[r * cols + c] = inv * (gr[c] * g[c] - a - xhat * b);
   }
 }
 
@@ -413,8 +332,13 @@ void softmax(const Tensor& x, const Tensor& key_mask, double scale, Tensor& y) {
   bool mask_f32 = key_mask.defined() && key_mask.dtype() == DType::f32;
   int64_t rows_per_batch = key_mask.defined() ? rows / key_mask.dim(0) : rows;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
-    softmax_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
-        cptr<T>(x), mask, mask_f32, rows_per_batch, cols, static_cast<T>(scale), mptr<T>(y));
+    if (rows_per_warp(cols)) {
+      softmax_kernel<T, true><<<row_blocks(rows, cols), block_threads>>>(
+          cptr<T>(x), mask, mask_f32, rows, rows_per_batch, cols, static_cast<T>(scale), mptr<T>(y));
+    } else {
+      softmax_kernel<T, false><<<row_blocks(rows, cols), block_threads>>>(
+          cptr<T>(x), mask, mask_f32, rows, rows_per_batch, cols, static_cast<T>(scale), mptr<T>(y));
+    }
     LRA_CUDA_CHECK_LAUNCH();
   });
 }
@@ -423,8 +347,13 @@ void softmax_backward(const Tensor& y, const Tensor& dy, double scale, Tensor& d
   int64_t cols = y.dim(-1), rows = cols ? y.numel() / cols : 0;
   if (rows == 0) return;
   LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
-    softmax_backward_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
-        cptr<T>(y), cptr<T>(dy), cols, static_cast<T>(scale), mptr<T>(dx));
+    if (rows_per_warp(cols)) {
+      softmax_backward_kernel<T, true><<<row_blocks(rows, cols), block_threads>>>(
+          cptr<T>(y), cptr<T>(dy), rows, cols, static_cast<T>(scale), mptr<T>(dx));
+    } else {
+      softmax_backward_kernel<T, false><<<row_blocks(rows, cols), block_threads>>>(
+          cptr<T>(y), cptr<T>(dy), rows, cols, static_cast<T>(scale), mptr<T>(dx));
+    }
     LRA_CUDA_CHECK_LAUNCH();
   });
 }
@@ -434,9 +363,15 @@ void layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double
   int64_t cols = x.dim(-1), rows = cols ? x.numel() / cols : 0;
   if (rows == 0) return;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
-    layer_norm_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
-        cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), cols, static_cast<T>(eps), mptr<T>(y),
-        mptr<T>(mean), mptr<T>(rstd));
+    if (rows_per_warp(cols)) {
+      layer_norm_kernel<T, true><<<row_blocks(rows, cols), block_threads>>>(
+          cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), rows, cols, static_cast<T>(eps), mptr<T>(y),
+          mptr<T>(mean), mptr<T>(rstd));
+    } else {
+      layer_norm_kernel<T, false><<<row_blocks(rows, cols), block_threads>>>(
+          cptr<T>(x), cptr<T>(gamma), cptr<T>(beta), rows, cols, static_cast<T>(eps), mptr<T>(y),
+          mptr<T>(mean), mptr<T>(rstd));
+    }
     LRA_CUDA_CHECK_LAUNCH();
   });
 }
@@ -466,8 +401,15 @@ void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mea
   int64_t cols = x.dim(-1), rows = cols ? x.numel() / cols : 0;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
     if (rows > 0) {
-      layer_norm_dx_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
-          cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), cols, mptr<T>(dx));
+      if (rows_per_warp(cols)) {
+        layer_norm_dx_kernel<T, true><<<row_blocks(rows, cols), block_threads>>>(
+            cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), rows, cols,
+            mptr<T>(dx));
+      } else {
+        layer_norm_dx_kernel<T, false><<<row_blocks(rows, cols), block_threads>>>(
+            cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), rows, cols,
+            mptr<T>(dx));
+      }
       LRA_CUDA_CHECK_LAUNCH();
     }
     column_sums<T>(cptr<T>(x), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), rows, cols,

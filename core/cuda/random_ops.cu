@@ -55,17 +55,6 @@ AnyFloat any_float(const Tensor& t) {
   return {t.raw_data(), t.dtype() == DType::f32};
 }
 
-// Butterfly warp reductions: every lane ends with the same value (a + b == b + a).
-template <typename T>
-__device__ T warp_sum(T v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(full_warp, v, o);
-  return v;
-}
-template <typename T>
-__device__ T warp_max(T v) {
-  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(full_warp, v, o));
-  return v;
-}
 
 // real[b] = number of real tokens of sequence b; with positions, their indices in order.
 __global__ void real_tokens_kernel(AnyFloat mask, int64_t batch, int64_t seq, int* positions,

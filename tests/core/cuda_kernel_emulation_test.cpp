@@ -1,6 +1,7 @@
 // The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh,
-// flash_tf32_kernels.cuh), the pseudo-inverse step (pinv_step_kernels.cuh) and the
-// depthwise conv (conv_kernels.cuh), their source compiled as host C++
+// flash_tf32_kernels.cuh), the pseudo-inverse step (pinv_step_kernels.cuh), the depthwise
+// conv (conv_kernels.cuh) and the row kernels (row_kernels.cuh: softmax, layer norm), their
+// source compiled as host C++
 // and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
 // barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
 // match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
@@ -12,6 +13,7 @@
 #include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
 #include "core/cuda/pinv_step_kernels.cuh"
+#include "core/cuda/row_kernels.cuh"
 
 #include <gtest/gtest.h>
 
@@ -325,6 +327,80 @@ TEST(CudaKernelEmulation, ConvDwSplitCoversEveryRowOnce) {
       EXPECT_GE(s.chunks * s.rows_per_chunk, rows) << rows << " " << head_taps;
       EXPECT_LT((s.chunks - 1) * s.rows_per_chunk, std::max<int64_t>(rows, 1))
           << "an empty chunk: " << rows << " " << head_taps;
+    }
+}
+
+template <typename T, bool Warp>
+void run_rows(const Tensor& x, const Tensor& mask, const Tensor& dy, const Tensor& gamma,
+              const Tensor& beta, Tensor& y, Tensor& dx, Tensor& ln, Tensor& mean, Tensor& rstd,
+              Tensor& ln_dx) {
+  using namespace cuda;
+  const int64_t cols = x.dim(-1), rows = x.numel() / cols;
+  const unsigned blocks = row_blocks(rows, cols);
+  const void* m = mask.defined() ? mask.raw_data() : nullptr;
+  const bool m32 = mask.defined() && mask.dtype() == DType::f32;
+  const int64_t per_batch = mask.defined() ? rows / mask.dim(0) : rows;
+  const T* xp = x.data<T>();
+  const T* gp = dy.data<T>();
+  const T* gam = gamma.data<T>();
+  const T* bet = beta.data<T>();
+  T* yp = y.data<T>();
+  T* dxp = dx.data<T>();
+  T* lnp = ln.data<T>();
+  T* mp = mean.data<T>();
+  T* rp = rstd.data<T>();
+  T* ldp = ln_dx.data<T>();
+  const T scale = T(0.7);
+  test::emulate_launch(blocks, row_block_threads, 0, [&] {
+    softmax_kernel<T, Warp>(xp, m, m32, rows, per_batch, cols, scale, yp);
+  });
+  test::emulate_launch(blocks, row_block_threads, 0, [&] {
+    softmax_backward_kernel<T, Warp>(yp, gp, rows, cols, scale, dxp);
+  });
+  test::emulate_launch(blocks, row_block_threads, 0, [&] {
+    layer_norm_kernel<T, Warp>(xp, gam, bet, rows, cols, T(1e-5), lnp, mp, rp);
+  });
+  test::emulate_launch(blocks, row_block_threads, 0, [&] {
+    layer_norm_dx_kernel<T, Warp>(xp, gam, mp, rp, gp, rows, cols, ldp);
+  });
+}
+
+TEST(CudaKernelEmulation, RowKernelsMatchTheCpu) {
+  // 64 and 1000 columns: a warp per row (13 rows: the last block part-filled); 1500: a
+  // block per row. Batch 1 of the mask has no real key (its rows must come out as zeros).
+  for (DType dtype : {DType::f64, DType::f32})
+    for (int64_t cols : {64, 1000, 1500}) {
+      SCOPED_TRACE(::testing::Message() << "cols=" << cols << " " << dtype_name(dtype));
+      const int64_t batch = 2, per = cols > 1024 ? 2 : 13;
+      const Shape shape{batch, per, cols};
+      Tensor x = randn(shape, 31, dtype, 2.0), dy = randn(shape, 32, dtype);
+      Tensor gamma = randn(Shape{cols}, 33, dtype), beta = randn(Shape{cols}, 34, dtype);
+      Tensor mask = test::tail_padded_mask(batch, cols, dtype);
+      Tensor y_cpu = softmax(x, mask, 0.7);
+      Tensor dx_cpu = softmax_backward(y_cpu, dy, 0.7);
+      LayerNormResult ln_cpu = layer_norm(x, gamma, beta, 1e-5);
+      LayerNormGrads lg_cpu = layer_norm_backward(x, gamma, ln_cpu.mean, ln_cpu.rstd, dy);
+      auto fresh = [&](const Shape& sh) { return Tensor::empty(sh, dtype); };
+      Tensor y = fresh(shape), dx = fresh(shape), ln = fresh(shape), ln_dx = fresh(shape);
+      Tensor mean = fresh(Shape{batch * per}), rstd = fresh(Shape{batch * per});
+      auto run = [&](auto t) {
+        using T = decltype(t);
+        if (cuda::rows_per_warp(cols))
+          run_rows<T, true>(x, mask, dy, gamma, beta, y, dx, ln, mean, rstd, ln_dx);
+        else
+          run_rows<T, false>(x, mask, dy, gamma, beta, y, dx, ln, mean, rstd, ln_dx);
+      };
+      if (dtype == DType::f32)
+        run(float{});
+      else
+        run(double{});
+      const double tol = dtype == DType::f64 ? 1e-12 : 1e-5;
+      EXPECT_LE(rel_error(y, y_cpu, "softmax"), tol) << "softmax";
+      EXPECT_LE(rel_error(dx, dx_cpu, "softmax_backward"), tol) << "softmax_backward";
+      EXPECT_LE(rel_error(ln, ln_cpu.y, "layer_norm"), tol) << "layer_norm";
+      EXPECT_LE(rel_error(mean.reshape(ln_cpu.mean.shape()), ln_cpu.mean, "mean"), tol) << "mean";
+      EXPECT_LE(rel_error(rstd.reshape(ln_cpu.rstd.shape()), ln_cpu.rstd, "rstd"), tol) << "rstd";
+      EXPECT_LE(rel_error(ln_dx, lg_cpu.dx, "layer_norm dx"), tol) << "layer_norm dx";
     }
 }
 
