@@ -9,6 +9,7 @@
 #include "core/cuda/check.h"
 #include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
+#include "core/cuda/kernels.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/precision.h"
@@ -82,11 +83,8 @@ void fused_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   const Dropout dr = dropout_of(dropout);
   const int64_t bh = q.dim(0) * q.dim(1), rows = bh * g.n;
   Tensor delta = Tensor::empty(Shape{rows}, q.dtype(), q.device());
+  row_dot(d_out, out, delta);  // delta_i = dO_i · O_i (core/cuda/kernels.h)
   LRA_DISPATCH_FLOAT(q.dtype(), T, [&] {
-    const int64_t grid = std::min<int64_t>((rows + block_threads - 1) / block_threads, 65535LL * 8);
-    delta_kernel<T><<<static_cast<unsigned>(grid), block_threads>>>(d_out.data<T>(), out.data<T>(),
-                                                                     rows, g.d, delta.data<T>());
-    LRA_CUDA_CHECK_LAUNCH();
     if constexpr (std::is_same_v<T, float>) {
       if (matmul_precision() == MatmulPrecision::tf32) {
         const int64_t tiles = (g.n + tf32_keys - 1) / tf32_keys;

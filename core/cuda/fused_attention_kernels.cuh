@@ -218,18 +218,6 @@ __global__ void __launch_bounds__(block_threads)
 }
 
 // ------------------------------------------------------------------ backward
-// delta[row] = dO[row] · O[row], one thread per row.
-template <typename T>
-__global__ void delta_kernel(const T* __restrict__ d_out, const T* __restrict__ out, int64_t rows,
-                             int d, T* __restrict__ delta) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    T s = T(0);
-    for (int e = 0; e < d; ++e) s += d_out[i * d + e] * out[i * d + e];
-    delta[i] = s;
-  }
-}
-
 template <typename T, int DMAX>
 size_t dkdv_smem() {
   constexpr int BM = tile_rows<T>(), BN = BM, LD = DMAX + 1;

@@ -8,8 +8,8 @@
 #include "core/cuda/block_reduce.cuh"
 #include "core/cuda/check.h"
 #include "core/cuda/conv_kernels.cuh"
-#include "core/cuda/row_kernels.cuh"
 #include "core/cuda/kernels.h"
+#include "core/cuda/row_kernels.cuh"
 #include "core/dispatch.h"
 #include "core/philox.h"
 #include "core/precision.h"
@@ -152,15 +152,14 @@ __global__ void scale_rows_kernel(const T* x, const T* s, int64_t n, int64_t col
     y[i] = x[i] * s[i / cols];
 }
 
+// out[r] = alpha * sum over the row of a (times b when given): a warp or a block per row.
 template <typename T>
-__global__ void row_reduce_kernel(const T* a, const T* b, int64_t cols, T alpha, T* out) {
-  __shared__ T shared[block_threads];
-  int64_t r = blockIdx.x;
-  T s = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-    s += b ? a[r * cols + c] * b[r * cols + c] : a[r * cols + c];
-  s = block_sum(s, shared);
-  if (threadIdx.x == 0) out[r] = alpha * s;
+void launch_row_reduce(const T* a, const T* b, int64_t rows, int64_t cols, T alpha, T* out) {
+  if (rows_per_warp(cols))
+    row_reduce_kernel<T, true><<<row_blocks(rows, cols), row_block_threads>>>(a, b, rows, cols, alpha, out);
+  else
+    row_reduce_kernel<T, false><<<row_blocks(rows, cols), row_block_threads>>>(a, b, rows, cols, alpha, out);
+  LRA_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
@@ -472,9 +471,7 @@ void row_dot(const Tensor& a, const Tensor& b, Tensor& out) {
   int64_t rows = out.numel(), cols = rows ? a.numel() / rows : 0;
   if (rows == 0) return;
   LRA_DISPATCH_FLOAT(a.dtype(), T, [&] {
-    row_reduce_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(cptr<T>(a), cptr<T>(b), cols,
-                                                                         T(1), mptr<T>(out));
-    LRA_CUDA_CHECK_LAUNCH();
+    launch_row_reduce<T>(cptr<T>(a), cptr<T>(b), rows, cols, T(1), mptr<T>(out));
   });
 }
 
@@ -499,9 +496,7 @@ void sum_rows(const Tensor& x, double alpha, Tensor& y) {
   int64_t rows = y.numel(), cols = x.dim(-1);
   if (rows == 0) return;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
-    row_reduce_kernel<T><<<static_cast<unsigned>(rows), block_threads>>>(
-        cptr<T>(x), nullptr, cols, static_cast<T>(alpha), mptr<T>(y));
-    LRA_CUDA_CHECK_LAUNCH();
+    launch_row_reduce<T>(cptr<T>(x), nullptr, rows, cols, static_cast<T>(alpha), mptr<T>(y));
   });
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Row-wise CUDA kernels (masked softmax and its backward, layer norm and its dx), device
+// Row-wise CUDA kernels (masked softmax and its backward, layer norm and its dx, row sums
+// and row dots), device
 // code only so that the CPU emulation test runs them too.
 //
 // A row of up to 1024 columns is one warp's (8 rows per 256-thread block, butterfly warp
@@ -144,6 +145,20 @@ __global__ void layer_norm_dx_kernel(const T* x, const T* g, const T* mean, cons
     const T xhat = (xr[c] - mu) * inv;
     dx[s.row * cols + c] = inv * (gr[c] * g[c] - a - xhat * b);
   }
+}
+
+// out[r] = alpha * the sum over row r of a, or of a * b when b is given (sum_rows, row_dot).
+template <typename T, bool Warp>
+__global__ void row_reduce_kernel(const T* a, const T* b, int64_t rows, int64_t cols, T alpha,
+                                  T* out) {
+  __shared__ T shared[row_block_threads];
+  const RowSlot<Warp> s;
+  const int64_t n = s.row < rows ? cols : 0;
+  const int64_t at = s.row * cols;
+  T sum = 0;
+  for (int64_t c = s.lane; c < n; c += s.width) sum += b ? a[at + c] * b[at + c] : a[at + c];
+  sum = row_sum<T, Warp>(sum, shared);
+  if (s.lane == 0 && s.row < rows) out[s.row] = alpha * sum;
 }
 
 }  // namespace lra::core::cuda

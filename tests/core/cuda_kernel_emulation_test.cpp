@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "core/ops.h"
@@ -58,6 +59,20 @@ double rel_error(const Tensor& got, const Tensor& want, const char* what, double
   return err / scale;
 }
 
+// delta = rowdot(dO, O) as the CUDA backward takes it (cuda::row_dot: row_reduce_kernel).
+template <typename T>
+void emulate_row_dot(const T* a, const T* b, int64_t rows, int64_t cols, T* out) {
+  auto launch = [&](auto warp) {
+    test::emulate_launch(cuda::row_blocks(rows, cols), cuda::row_block_threads, 0, [&] {
+      cuda::row_reduce_kernel<T, decltype(warp)::value>(a, b, rows, cols, T(1), out);
+    });
+  };
+  if (cuda::rows_per_warp(cols))
+    launch(std::true_type{});
+  else
+    launch(std::false_type{});
+}
+
 template <typename T, int DMAX>
 void run_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
                const AttentionDropout& drop, const Tensor& d_out, Tensor& out, Tensor& lse,
@@ -80,9 +95,7 @@ void run_flash(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
   Tensor delta = Tensor::empty(Shape{bh * n}, q.dtype());
   T* deltap = delta.data<T>();
   const int64_t rows = bh * n;
-  test::emulate_launch(static_cast<unsigned>((rows + block_threads - 1) / block_threads),
-                       block_threads, 0,
-                       [&] { delta_kernel<T>(gp, op, rows, g.d, deltap); });
+  emulate_row_dot(gp, op, rows, g.d, deltap);
   T* dqp = dq.data<T>();
   T* dkp = dk.data<T>();
   T* dvp = dv.data<T>();
@@ -159,8 +172,7 @@ void run_flash_tf32(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
   Tensor delta = Tensor::empty(Shape{rows});
   float* deltap = delta.data<float>();
   const float* gp = d_out.data<float>();
-  test::emulate_launch(static_cast<unsigned>((rows + 255) / 256), 256, 0,
-                       [&] { delta_kernel<float>(gp, op, rows, g.d, deltap); });
+  emulate_row_dot(gp, op, rows, g.d, deltap);
   const unsigned blocks = static_cast<unsigned>(q.dim(0) * q.dim(1) * tiles);
   float* dqp = dq.data<float>();
   float* dkp = dk.data<float>();
@@ -401,6 +413,39 @@ TEST(CudaKernelEmulation, RowKernelsMatchTheCpu) {
       EXPECT_LE(rel_error(mean.reshape(ln_cpu.mean.shape()), ln_cpu.mean, "mean"), tol) << "mean";
       EXPECT_LE(rel_error(rstd.reshape(ln_cpu.rstd.shape()), ln_cpu.rstd, "rstd"), tol) << "rstd";
       EXPECT_LE(rel_error(ln_dx, lg_cpu.dx, "layer_norm dx"), tol) << "layer_norm dx";
+
+      // Row dots and row sums against float64 loops.
+      const int64_t rows = batch * per;
+      auto xv = x.to_vector(), gv = dy.to_vector();
+      std::vector<double> dot(static_cast<std::size_t>(rows)), sum(static_cast<std::size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const auto i = static_cast<std::size_t>(r * cols + c);
+          dot[static_cast<std::size_t>(r)] += xv[i] * gv[i];
+          sum[static_cast<std::size_t>(r)] += 0.5 * xv[i];
+        }
+      Tensor got_dot = fresh(Shape{rows}), got_sum = fresh(Shape{rows});
+      auto reduce = [&](auto t) {
+        using T = decltype(t);
+        emulate_row_dot(x.data<T>(), dy.data<T>(), rows, cols, got_dot.data<T>());
+        const T* xp = x.data<T>();
+        T* sp = got_sum.data<T>();
+        auto launch = [&](auto warp) {
+          test::emulate_launch(cuda::row_blocks(rows, cols), cuda::row_block_threads, 0, [&] {
+            cuda::row_reduce_kernel<T, decltype(warp)::value>(xp, nullptr, rows, cols, T(0.5), sp);
+          });
+        };
+        if (cuda::rows_per_warp(cols))
+          launch(std::true_type{});
+        else
+          launch(std::false_type{});
+      };
+      if (dtype == DType::f32)
+        reduce(float{});
+      else
+        reduce(double{});
+      EXPECT_LE(rel_error(got_dot, Tensor::from_values(Shape{rows}, dot, DType::f64), "row dot"), tol);
+      EXPECT_LE(rel_error(got_sum, Tensor::from_values(Shape{rows}, sum, DType::f64), "row sum"), tol);
     }
 }
 
