@@ -10,6 +10,7 @@
 #include "core/cuda/conv_kernels.cuh"
 #include "core/cuda/kernels.h"
 #include "core/cuda/row_kernels.cuh"
+#include "core/cuda/segment_kernels.cuh"
 #include "core/dispatch.h"
 #include "core/philox.h"
 #include "core/precision.h"
@@ -191,61 +192,6 @@ __global__ void transpose12_kernel(const T* x, int64_t d1, int64_t d2, int64_t d
   }
 }
 
-// ------------------------------------------------------------------ segment means
-// One thread per sequence lists its real positions in order (positions[b, 0..count[b])).
-__global__ void real_positions_kernel(const void* mask, bool mask_f32, int64_t batch, int64_t seq,
-                                      int* positions, int* count) {
-  int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (b >= batch) return;
-  int n = 0;
-  for (int64_t i = 0; i < seq; ++i)
-    if (!mask || mask_keep(mask, mask_f32, b * seq + i)) positions[b * seq + n++] = static_cast<int>(i);
-  count[b] = n;
-}
-
-__device__ inline int64_t segment_start(int64_t s, int64_t n, int64_t m) {
-  int64_t q = n / m, short_segments = m - n % m;
-  return s * q + max(int64_t(0), s - short_segments);
-}
-
-// grid (B * H * m); threads over the width.
-template <typename T>
-__global__ void segment_means_kernel(const T* x, const int* positions, const int* count,
-                                     int64_t heads, int64_t seq, int64_t width, int64_t m, T* means,
-                                     T* counts) {
-  int64_t item = blockIdx.x;
-  int64_t s = item % m, bh = item / m, b = bh / heads;
-  int64_t n = count[b];
-  int64_t r0 = segment_start(s, n, m), r1 = segment_start(s + 1, n, m);
-  const T* xs = x + bh * seq * width;
-  for (int64_t d = threadIdx.x; d < width; d += blockDim.x) {
-    T acc = 0;
-    for (int64_t r = r0; r < r1; ++r) acc += xs[positions[b * seq + r] * width + d];
-    means[item * width + d] = r1 > r0 ? acc / static_cast<T>(r1 - r0) : T(0);
-  }
-  if (threadIdx.x == 0 && bh % heads == 0) counts[b * m + s] = static_cast<T>(r1 - r0);
-}
-
-// Adds into dx; each real position belongs to exactly one segment, so no two threads
-// touch one element.
-template <typename T>
-__global__ void segment_means_backward_kernel(const T* dmeans, const int* positions, const int* count,
-                                              int64_t heads, int64_t seq, int64_t width, int64_t m,
-                                              T* dx) {
-  int64_t item = blockIdx.x;
-  int64_t s = item % m, bh = item / m, b = bh / heads;
-  int64_t n = count[b];
-  int64_t r0 = segment_start(s, n, m), r1 = segment_start(s + 1, n, m);
-  if (r1 == r0) return;
-  T inv = T(1) / static_cast<T>(r1 - r0);
-  T* ds = dx + bh * seq * width;
-  for (int64_t d = threadIdx.x; d < width; d += blockDim.x)
-    for (int64_t r = r0; r < r1; ++r) ds[positions[b * seq + r] * width + d] += dmeans[item * width + d] * inv;
-}
-
-// ------------------------------------------------------------------ depthwise conv
-// y (+)= the conv of mask * x (forward), or dx (+)= mask * the transposed conv of dy
-// (transpose): padded rows are read as 0 going in and get nothing coming back.
 // ------------------------------------------------------------------ plumbing
 template <typename T> __global__ void fill_kernel(T* y, T value, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -540,9 +486,10 @@ class RealPositions {
  public:
   RealPositions(const Tensor& key_mask, int64_t batch, int64_t seq)
       : buffer_(static_cast<std::size_t>(batch * seq + batch) * sizeof(int)), batch_seq_(batch * seq) {
-    real_positions_kernel<<<grid_for(batch), block_threads>>>(
+    if (batch == 0) return;
+    real_positions_kernel<<<static_cast<unsigned>(batch), real_positions_threads>>>(
         key_mask.defined() ? key_mask.raw_data() : nullptr,
-        key_mask.defined() && key_mask.dtype() == DType::f32, batch, seq, buffer_.as<int>(),
+        key_mask.defined() && key_mask.dtype() == DType::f32, seq, buffer_.as<int>(),
         buffer_.as<int>() + batch_seq_);
     LRA_CUDA_CHECK_LAUNCH();
   }

@@ -1,7 +1,7 @@
 // The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh,
 // flash_tf32_kernels.cuh), the pseudo-inverse step (pinv_step_kernels.cuh), the depthwise
-// conv (conv_kernels.cuh) and the row kernels (row_kernels.cuh: softmax, layer norm), their
-// source compiled as host C++
+// conv (conv_kernels.cuh), the row kernels (row_kernels.cuh: softmax, layer norm, row sums)
+// and the segment means (segment_kernels.cuh), their source compiled as host C++
 // and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
 // barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
 // match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
@@ -14,6 +14,7 @@
 #include "core/cuda/fused_attention_kernels.cuh"
 #include "core/cuda/pinv_step_kernels.cuh"
 #include "core/cuda/row_kernels.cuh"
+#include "core/cuda/segment_kernels.cuh"
 
 #include <gtest/gtest.h>
 
@@ -446,6 +447,66 @@ TEST(CudaKernelEmulation, RowKernelsMatchTheCpu) {
         reduce(double{});
       EXPECT_LE(rel_error(got_dot, Tensor::from_values(Shape{rows}, dot, DType::f64), "row dot"), tol);
       EXPECT_LE(rel_error(got_sum, Tensor::from_values(Shape{rows}, sum, DType::f64), "row sum"), tol);
+    }
+}
+
+template <typename T>
+void run_segments(const Tensor& x, int64_t m, const Tensor& mask, const Tensor& d_means,
+                  Tensor& means, Tensor& counts, Tensor& dx) {
+  using namespace cuda;
+  const int64_t batch = x.dim(0), heads = x.dim(1), seq = x.dim(2), width = x.dim(3);
+  std::vector<int> positions(static_cast<std::size_t>(batch * seq), -1);
+  std::vector<int> count(static_cast<std::size_t>(batch), -1);
+  const void* mp = mask.defined() ? mask.raw_data() : nullptr;
+  const bool m32 = mask.defined() && mask.dtype() == DType::f32;
+  int* pp = positions.data();
+  int* cp = count.data();
+  test::emulate_launch(static_cast<unsigned>(batch), real_positions_threads, 0, [&] {
+    real_positions_kernel<>(mp, m32, seq, pp, cp);
+  });
+  const T* xp = x.data<T>();
+  const T* gp = d_means.data<T>();
+  T* meansp = means.data<T>();
+  T* countsp = counts.data<T>();
+  T* dxp = dx.data<T>();
+  // Threads over the width (the GPU launches 64; 8 cover the 5 columns here, and keep the
+  // emulation quick).
+  const unsigned items = static_cast<unsigned>(batch * heads * m);
+  test::emulate_launch(items, 8, 0, [&] {
+    segment_means_kernel<T>(xp, pp, cp, heads, seq, width, m, meansp, countsp);
+  });
+  test::emulate_launch(items, 8, 0, [&] {
+    segment_means_backward_kernel<T>(gp, pp, cp, heads, seq, width, m, dxp);
+  });
+}
+
+TEST(CudaKernelEmulation, SegmentMeansMatchTheCpu) {
+  // N = 260 (two 256-position chunks of the prefix count), padding and a sequence without
+  // real tokens; m = 7 (uneven segments) and m = 180 (more segments than the 174 real
+  // tokens of the padded sequence: empty ones).
+  for (DType dtype : {DType::f64, DType::f32})
+    for (int64_t m : {7, 180}) {
+      SCOPED_TRACE(::testing::Message() << "m=" << m << " " << dtype_name(dtype));
+      const int64_t batch = 3, heads = 2, n = 260, d = 5;
+      const Shape shape{batch, heads, n, d};
+      Tensor x = randn(shape, 41, dtype);
+      Tensor mask = test::tail_padded_mask(batch, n, dtype);
+      SegmentMeans cpu = segment_means(x, m, mask);
+      Tensor d_means = randn(cpu.means.shape(), 42, dtype);
+      Tensor base = randn(shape, 43, dtype);  // the backward adds into it
+      Tensor cpu_dx = base.clone();
+      segment_means_backward_add(cpu_dx, d_means, mask);
+      Tensor means = Tensor::empty(cpu.means.shape(), dtype);
+      Tensor counts = Tensor::empty(cpu.counts.shape(), dtype);
+      Tensor dx = base.clone();
+      if (dtype == DType::f32)
+        run_segments<float>(x, m, mask, d_means, means, counts, dx);
+      else
+        run_segments<double>(x, m, mask, d_means, means, counts, dx);
+      const double tol = dtype == DType::f64 ? 1e-12 : 1e-5;
+      EXPECT_LE(rel_error(means, cpu.means, "means"), tol) << "means";
+      EXPECT_EQ(counts.to_vector(), cpu.counts.to_vector()) << "counts";
+      EXPECT_LE(rel_error(dx, cpu_dx, "dx"), tol) << "dx";
     }
 }
 
