@@ -46,6 +46,11 @@ void depthwise_conv_seq(const Tensor& x, const Tensor& w, const Tensor& key_mask
 void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor& dy,
                                  const Tensor& key_mask, bool accumulate, Tensor& dx, Tensor& dw);
 
+// count[b] = the real tokens of sequence b of key_mask ([batch, seq], or all when undefined)
+// and, unless positions is null, positions[b * seq + i] = the i-th of them (device buffers).
+void list_real_positions(const Tensor& key_mask, int64_t batch, int64_t seq, int* positions,
+                         int* count);
+
 // Tensor plumbing on the device.
 void fill(Tensor& t, double value);
 void convert(const Tensor& src, Tensor& dst);  // same shape, f32 <-> f64

@@ -486,12 +486,7 @@ class RealPositions {
  public:
   RealPositions(const Tensor& key_mask, int64_t batch, int64_t seq)
       : buffer_(static_cast<std::size_t>(batch * seq + batch) * sizeof(int)), batch_seq_(batch * seq) {
-    if (batch == 0) return;
-    real_positions_kernel<<<static_cast<unsigned>(batch), real_positions_threads>>>(
-        key_mask.defined() ? key_mask.raw_data() : nullptr,
-        key_mask.defined() && key_mask.dtype() == DType::f32, seq, buffer_.as<int>(),
-        buffer_.as<int>() + batch_seq_);
-    LRA_CUDA_CHECK_LAUNCH();
+    list_real_positions(key_mask, batch, seq, buffer_.as<int>(), buffer_.as<int>() + batch_seq_);
   }
   const int* positions() { return buffer_.as<int>(); }
   const int* counts() { return buffer_.as<int>() + batch_seq_; }
@@ -500,6 +495,15 @@ class RealPositions {
   Scratch buffer_;
   int64_t batch_seq_;
 };
+
+void list_real_positions(const Tensor& key_mask, int64_t batch, int64_t seq, int* positions,
+                         int* count) {
+  if (batch == 0) return;
+  real_positions_kernel<<<static_cast<unsigned>(batch), real_positions_threads>>>(
+      key_mask.defined() ? key_mask.raw_data() : nullptr,
+      key_mask.defined() && key_mask.dtype() == DType::f32, seq, positions, count);
+  LRA_CUDA_CHECK_LAUNCH();
+}
 
 void segment_means(const Tensor& x, int64_t m, const Tensor& key_mask, Tensor& means,
                    Tensor& counts) {

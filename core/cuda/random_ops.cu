@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/cuda/block_reduce.cuh"
 #include "core/cuda/check.h"
+#include "core/cuda/kernels.h"
 #include "core/cuda/random_kernels.h"
 #include "core/dispatch.h"
 #include "core/error.h"
@@ -55,20 +56,6 @@ AnyFloat any_float(const Tensor& t) {
   return {t.raw_data(), t.dtype() == DType::f32};
 }
 
-
-// real[b] = number of real tokens of sequence b; with positions, their indices in order.
-__global__ void real_tokens_kernel(AnyFloat mask, int64_t batch, int64_t seq, int* positions,
-                                   int* real) {
-  int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (b >= batch) return;
-  int count = 0;
-  for (int64_t j = 0; j < seq; ++j)
-    if (!mask.defined() || mask[b * seq + j] != 0.0) {
-      if (positions) positions[b * seq + count] = static_cast<int>(j);
-      ++count;
-    }
-  real[b] = count;
-}
 
 // ------------------------------------------------------------------ random features
 // One block per row r of u ([rows, m]) and x ([rows, d]): exponent u - |x|^2 / 2 and its
@@ -501,9 +488,7 @@ void sample_rows_uniform(int64_t batch, int64_t heads, int64_t seq, int64_t samp
   Scratch tokens(static_cast<std::size_t>(batch * seq + batch) * sizeof(int));
   int* positions = tokens.as<int>();
   int* real = positions + batch * seq;
-  real_tokens_kernel<<<grid_for(batch), threads>>>(any_float(key_mask), batch, seq, positions,
-                                                   real);
-  LRA_CUDA_CHECK_LAUNCH();
+  list_real_positions(key_mask, batch, seq, positions, real);
   pick_rows_kernel<<<grid_for(total), threads>>>(u.data<double>(), positions, real, heads, seq,
                                                  samples, total, out.index.data<double>(),
                                                  out.valid.data<double>());
@@ -558,9 +543,7 @@ void skein_weights(const Tensor& logits, const Tensor& valid, const Tensor& key_
   int64_t rows = batch * heads * n;
   if (rows == 0) return;
   Scratch real(static_cast<std::size_t>(batch) * sizeof(int));
-  real_tokens_kernel<<<grid_for(batch), threads>>>(any_float(key_mask), batch, n, nullptr,
-                                                   real.as<int>());
-  LRA_CUDA_CHECK_LAUNCH();
+  list_real_positions(key_mask, batch, n, nullptr, real.as<int>());
   auto blocks = static_cast<unsigned>((rows + warps_per_block - 1) / warps_per_block);
   LRA_DISPATCH_FLOAT(logits.dtype(), T, [&] {
     skein_weights_kernel<T><<<blocks, threads>>>(
@@ -578,9 +561,7 @@ void skein_weights_backward(const SkeinWeights& w, const Tensor& valid, const Te
   int64_t rows = batch * heads * n;
   if (rows == 0) return;
   Scratch real(static_cast<std::size_t>(batch) * sizeof(int));
-  real_tokens_kernel<<<grid_for(batch), threads>>>(any_float(key_mask), batch, n, nullptr,
-                                                   real.as<int>());
-  LRA_CUDA_CHECK_LAUNCH();
+  list_real_positions(key_mask, batch, n, nullptr, real.as<int>());
   auto blocks = static_cast<unsigned>((rows + warps_per_block - 1) / warps_per_block);
   LRA_DISPATCH_FLOAT(w.e.dtype(), T, [&] {
     skein_weights_backward_kernel<T><<<blocks, threads>>>(

@@ -13,8 +13,10 @@ namespace lra::core::cuda {
 
 constexpr int real_positions_threads = 256;
 
-// grid (B), block Threads (= real_positions_threads): positions[b, 0..count[b]) = the real
-// positions of sequence b in order. (A template so that the header defines it inline.)
+// grid (B), block Threads (= real_positions_threads): count[b] = the number of real tokens
+// of sequence b and, unless positions is null, positions[b, 0..count[b]) = their positions
+// in order (Nyström's segments, Skeinformer's row sampling). A template so that the header
+// defines it inline.
 template <int Threads = real_positions_threads>
 __global__ void real_positions_kernel(const void* mask, bool mask_f32, int64_t seq, int* positions,
                                       int* count) {
@@ -35,7 +37,7 @@ __global__ void real_positions_kernel(const void* mask, bool mask_f32, int64_t s
       scan[t] += add;
       __syncthreads();
     }
-    if (flag) positions[b * seq + carry + scan[t] - 1] = static_cast<int>(i);
+    if (flag && positions) positions[b * seq + carry + scan[t] - 1] = static_cast<int>(i);
     __syncthreads();  // every thread has read carry
     if (t == Threads - 1) carry += scan[t];
     __syncthreads();
