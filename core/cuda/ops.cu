@@ -10,6 +10,7 @@
 #include "core/cuda/conv_kernels.cuh"
 #include "core/cuda/kernels.h"
 #include "core/cuda/row_kernels.cuh"
+#include "core/cuda/scratch.h"
 #include "core/cuda/segment_kernels.cuh"
 #include "core/dispatch.h"
 #include "core/philox.h"
@@ -28,16 +29,6 @@ int grid_for(int64_t n) {
 template <typename T> const T* cptr(const Tensor& t) { return t.data<T>(); }
 template <typename T> T* mptr(Tensor& t) { return t.data<T>(); }
 
-// A device scratch buffer counted by the allocator (it is real memory the op needs).
-struct Scratch {
-  void* ptr = nullptr;
-  std::size_t bytes = 0;
-  explicit Scratch(std::size_t n) : bytes(n) { ptr = allocator_for(Device::cuda).allocate(n); }
-  ~Scratch() { allocator_for(Device::cuda).deallocate(ptr, bytes); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <typename T> T* as() { return static_cast<T*>(ptr); }
-};
 
 
 // ------------------------------------------------------------------ GEMM (cuBLAS)

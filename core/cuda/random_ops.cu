@@ -10,6 +10,7 @@
 #include "core/cuda/check.h"
 #include "core/cuda/kernels.h"
 #include "core/cuda/random_kernels.h"
+#include "core/cuda/scratch.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -25,21 +26,6 @@ int grid_for(int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535LL * 8)));
 }
 
-// Device scratch memory, counted by the CUDA allocator like any tensor buffer.
-struct Scratch {
-  void* ptr = nullptr;
-  std::size_t bytes = 0;
-  explicit Scratch(std::size_t n) : bytes(std::max<std::size_t>(n, 8)) {
-    ptr = allocator_for(Device::cuda).allocate(bytes);
-  }
-  ~Scratch() { allocator_for(Device::cuda).deallocate(ptr, bytes); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <typename T>
-  T* as() {
-    return static_cast<T*>(ptr);
-  }
-};
 
 // A float tensor of either dtype read as double (masks, indices, slot weights).
 struct AnyFloat {

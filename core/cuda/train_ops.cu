@@ -7,6 +7,8 @@
 
 #include "core/allocator.h"
 #include "core/cuda/check.h"
+#include "core/cuda/kernels.h"
+#include "core/cuda/scratch.h"
 #include "core/cuda/train_kernels.h"
 #include "core/dispatch.h"
 #include "core/philox.h"
@@ -25,18 +27,6 @@ int grid_for(int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
        i += int64_t(gridDim.x) * blockDim.x)
 
-// Device scratch from the CUDA allocator (counted in live/peak bytes like tensors).
-struct Scratch {
-  void* ptr = nullptr;
-  std::size_t bytes = 0;
-  explicit Scratch(std::size_t n) : bytes(std::max<std::size_t>(n, 1)) {
-    ptr = allocator_for(Device::cuda).allocate(bytes);
-  }
-  ~Scratch() { allocator_for(Device::cuda).deallocate(ptr, bytes); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  template <typename T> T* as() { return static_cast<T*>(ptr); }
-};
 
 // The one explicit host -> device copy of an op's ids / labels. Asynchronous on the
 // default stream (that of the kernels): the driver stages the pageable source before returning (so `src` may
@@ -162,13 +152,9 @@ __global__ void masked_mean_kernel(const T* x, const void* mask, bool mf32, int6
   }
 }
 
-__global__ void mask_counts_kernel(const void* mask, bool mf32, int64_t b, int64_t n, double* inv) {
-  LRA_GRID_STRIDE(i, b) {
-    double count = 0;
-    for (int64_t t = 0; t < n; ++t)
-      if (!mask || mask_value(mask, mf32, i * n + t) != 0) count += 1;
-    inv[i] = count > 0 ? 1.0 / count : 0.0;
-  }
+// inv[i] = 1 / count[i], 0 for a sequence without real tokens.
+__global__ void inverse_counts_kernel(const int* count, int64_t b, double* inv) {
+  LRA_GRID_STRIDE(i, b) inv[i] = count[i] > 0 ? 1.0 / count[i] : 0.0;
 }
 
 template <typename T>
@@ -447,8 +433,10 @@ void masked_mean_backward(const Tensor& dy, const Tensor& key_mask, Tensor& dx) 
   if (dx.numel() == 0) return;
   const void* mask = key_mask.defined() ? key_mask.raw_data() : nullptr;
   bool mf32 = key_mask.defined() && key_mask.dtype() == DType::f32;
+  Scratch count(sizeof(int) * static_cast<std::size_t>(b));
+  list_real_positions(key_mask, b, n, nullptr, count.as<int>());  // a prefix count per sequence
   Scratch inv(sizeof(double) * static_cast<std::size_t>(b));
-  mask_counts_kernel<<<grid_for(b), threads>>>(mask, mf32, b, n, inv.as<double>());
+  inverse_counts_kernel<<<grid_for(b), threads>>>(count.as<int>(), b, inv.as<double>());
   LRA_CUDA_CHECK_LAUNCH();
   LRA_DISPATCH_FLOAT(dy.dtype(), T, [&] {
     masked_mean_backward_kernel<T><<<grid_for(dx.numel()), threads>>>(
