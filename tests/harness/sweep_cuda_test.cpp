@@ -19,29 +19,21 @@ fs::path gpu_config() {
   return source_dir() / "configs" / "sweeps" / "scaling_gpu.yaml";
 }
 
-TEST(SweepCuda, GpuScalingConfigIsRejectedClearlyWithoutADevice) {
+TEST(SweepCuda, GpuScalingConfigsAreRejectedClearlyWithoutADevice) {
   if (core::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
-  auto dir = scratch_dir("sweep_cuda_no_device");
-  auto csv = dir / "scaling.csv";
-  auto r = run_lra("sweep " + quote(gpu_config().string()) + " --out " + quote(csv.string()));
-  EXPECT_NE(r.status, 0) << r.output;
-  // Parsed (a bad key or value would be reported first), then refused for the device.
-  EXPECT_NE(r.output.find("scaling_gpu.yaml: device cuda:"), std::string::npos) << r.output;
-  bool reason = r.output.find("no CUDA device") != std::string::npos ||
-                r.output.find("CUDA not built") != std::string::npos;
-  EXPECT_TRUE(reason) << r.output;
-  EXPECT_FALSE(fs::exists(csv)) << "nothing is written before the device check";
-}
-
-TEST(SweepCuda, Tf32ScalingConfigIsRejectedClearlyWithoutADevice) {
-  if (core::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
-  auto dir = scratch_dir("sweep_cuda_tf32_no_device");
-  auto csv = dir / "scaling.csv";
-  auto config = source_dir() / "configs" / "sweeps" / "scaling_gpu_tf32.yaml";
-  auto r = run_lra("sweep " + quote(config.string()) + " --out " + quote(csv.string()));
-  EXPECT_NE(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("scaling_gpu_tf32.yaml: device cuda:"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs::exists(csv)) << "nothing is written before the device check";
+  for (const std::string name : {"scaling_gpu.yaml", "scaling_gpu_tf32.yaml"}) {
+    auto dir = scratch_dir("sweep_cuda_no_device_" + fs::path(name).stem().string());
+    auto csv = dir / "scaling.csv";
+    auto config = source_dir() / "configs" / "sweeps" / name;
+    auto r = run_lra("sweep " + quote(config.string()) + " --out " + quote(csv.string()));
+    EXPECT_NE(r.status, 0) << r.output;
+    // Parsed (a bad key or value would be reported first), then refused for the device.
+    EXPECT_NE(r.output.find(name + ": device cuda:"), std::string::npos) << r.output;
+    bool reason = r.output.find("no CUDA device") != std::string::npos ||
+                  r.output.find("CUDA not built") != std::string::npos;
+    EXPECT_TRUE(reason) << r.output;
+    EXPECT_FALSE(fs::exists(csv)) << "nothing is written before the device check";
+  }
 }
 
 TEST(SweepCuda, Tf32RowsOnTheGpuSayTf32) {
