@@ -39,8 +39,6 @@ void launch(size_t smem, int64_t blocks, Args... args) {
   LRA_CUDA_CHECK_LAUNCH();
 }
 
-
-
 }  // namespace
 
 void fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,

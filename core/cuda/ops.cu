@@ -29,8 +29,6 @@ int grid_for(int64_t n) {
 template <typename T> const T* cptr(const Tensor& t) { return t.data<T>(); }
 template <typename T> T* mptr(Tensor& t) { return t.data<T>(); }
 
-
-
 // ------------------------------------------------------------------ GEMM (cuBLAS)
 cublasHandle_t handle() {
   static cublasHandle_t h = [] {

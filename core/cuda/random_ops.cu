@@ -26,7 +26,6 @@ int grid_for(int64_t n) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535LL * 8)));
 }
 
-
 // A float tensor of either dtype read as double (masks, indices, slot weights).
 struct AnyFloat {
   const void* ptr = nullptr;
@@ -41,7 +40,6 @@ AnyFloat any_float(const Tensor& t) {
   if (!t.defined()) return {};
   return {t.raw_data(), t.dtype() == DType::f32};
 }
-
 
 // ------------------------------------------------------------------ random features
 // One block per row r of u ([rows, m]) and x ([rows, d]): exponent u - |x|^2 / 2 and its

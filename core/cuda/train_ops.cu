@@ -27,7 +27,6 @@ int grid_for(int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
        i += int64_t(gridDim.x) * blockDim.x)
 
-
 // The one explicit host -> device copy of an op's ids / labels. Asynchronous on the
 // default stream (that of the kernels): the driver stages the pageable source before returning (so `src` may
 // go), and the kernels that read `dst` are ordered after it on the same stream; this
