@@ -15,7 +15,8 @@
 # build   uses build-gpu-pack/ when it is there; otherwise configures and builds on the
 #         machine itself (cmake -DLRA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90, -j16): the lent
 #         H100 has nvcc, cuBLAS, CMake, Eigen, yaml-cpp, fmt and GoogleTest installed. Then every GPU test, each run to
-#         its end whatever the others did: lra_core_tests '*Cuda*:DeviceTimer*',
+#         its end whatever the others did: lra_core_tests
+#         '*Cuda*:DeviceTimer*:-CudaKernelEmulation*' (the emulation tests are CPU-only),
 #         lra_attention_tests '*AttentionCudaParity*', lra_model_tests '*CudaTraining*',
 #         lra_harness_tests 'SweepCuda*:TrainStepCuda*', then compute-sanitizer --tool
 #         memcheck on the core and attention parity tests.
@@ -268,7 +269,7 @@ stage_build() {
     return
   fi
   step "lra_core_tests *Cuda*:DeviceTimer*" 150 \
-    "$bin_dir/lra_core_tests" --gtest_filter='*Cuda*:DeviceTimer*'
+    "$bin_dir/lra_core_tests" --gtest_filter='*Cuda*:DeviceTimer*:-CudaKernelEmulation*'
   step "lra_attention_tests *AttentionCudaParity*" 150 \
     "$bin_dir/lra_attention_tests" --gtest_filter='*AttentionCudaParity*'
   step "lra_model_tests *CudaTraining*" 150 \
@@ -283,7 +284,7 @@ stage_build() {
   if [ -n "$sanitizer" ]; then
     step "memcheck lra_core_tests *Cuda*" 180 \
       "$sanitizer" --tool memcheck --error-exitcode 1 \
-      "$bin_dir/lra_core_tests" --gtest_filter='*Cuda*'
+      "$bin_dir/lra_core_tests" --gtest_filter='*Cuda*:-CudaKernelEmulation*'
     step "memcheck lra_attention_tests *AttentionCudaParity*" 180 \
       "$sanitizer" --tool memcheck --error-exitcode 1 \
       "$bin_dir/lra_attention_tests" --gtest_filter='*AttentionCudaParity*'
