@@ -293,6 +293,19 @@ def print_train_step_table(results, out=sys.stdout):
     return met == len(targeted)
 
 
+def rows_of(lra_lines, lra_kind, anchor_lines, anchor_kind):
+    """The self-tests' CSV lines written to files and read back as the real inputs are."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = []
+        for name, lines, (required, kind) in (("lra.csv", lra_lines, lra_kind),
+                                              ("anchor.csv", anchor_lines, anchor_kind)):
+            path = os.path.join(tmp, name)
+            with open(path, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            out.append(read_rows(path, required, kind))
+        return out
+
+
 def self_test_train_step(failures):
     """Fabricated training-step CSVs with known ratios."""
     lra = [",".join(TRAIN_STEP_COLUMNS),
@@ -312,16 +325,9 @@ def self_test_train_step(failures):
                "listops,softmax,32,2048,37,100",
                "image,linear,256,1024,15,100",
                "listops,linear,32,2048,10,100"]
-    with tempfile.TemporaryDirectory() as tmp:
-        lra_path = os.path.join(tmp, "lra.csv")
-        anchor_path = os.path.join(tmp, "anchor.csv")
-        with open(lra_path, "w") as f:
-            f.write("\n".join(lra) + "\n")
-        with open(anchor_path, "w") as f:
-            f.write("\n".join(anchors) + "\n")
-        results = compare_train_step(
-            read_rows(lra_path, TRAIN_STEP_COLUMNS, "an lra train_step sweep CSV"),
-            read_rows(anchor_path, TRAIN_STEP_ANCHOR_COLUMNS, "a train-step anchor CSV"))
+    results = compare_train_step(
+        *rows_of(lra, (TRAIN_STEP_COLUMNS, "an lra train_step sweep CSV"),
+                 anchors, (TRAIN_STEP_ANCHOR_COLUMNS, "a train-step anchor CSV")))
     got = {(r["task"], r["attention"]): r for r in results}
 
     def expect(key, field, value):
@@ -385,15 +391,8 @@ def self_test():
                "softmax_naive,8,4,64,4096,fwd+bwd,,,,oom",
                "performer_relu,8,4,64,512,fwd,1.0,100,ok",
                "linear_mlpen,8,4,64,512,fwd,1.0,100,ok"]
-    with tempfile.TemporaryDirectory() as tmp:
-        lra_path = os.path.join(tmp, "lra.csv")
-        anchor_path = os.path.join(tmp, "anchor.csv")
-        with open(lra_path, "w") as f:
-            f.write("\n".join(lra) + "\n")
-        with open(anchor_path, "w") as f:
-            f.write("\n".join(anchors) + "\n")
-        results = compare(read_rows(lra_path, LRA_COLUMNS, "an lra sweep CSV"),
-                          read_rows(anchor_path, ANCHOR_COLUMNS, "an anchor CSV"))
+    results = compare(*rows_of(lra, (LRA_COLUMNS, "an lra sweep CSV"),
+                               anchors, (ANCHOR_COLUMNS, "an anchor CSV")))
     got = {(r["label"], r["anchor"], r["seq_len"], r["pass"]): r for r in results}
     failures = []
 
