@@ -48,7 +48,7 @@ struct AttentionOptions {
   uint64_t seed = 0;         // per-layer seed for random features / sampling
   double dropout = 0.0;      // attention dropout (backends that form attention weights)
   std::string name_prefix;   // prefix for parameter names, e.g. "layer0.attn."
-  core::DType dtype = core::DType::f32;     // dtype of parameters the backend creates
+  core::DType dtype = core::DType::f32;     // dtype of q, k, v and of parameters it creates
   core::Device device = core::Device::cpu;  // device of parameters the backend creates
 };
 
@@ -103,6 +103,7 @@ struct BackendInfo {
   std::string name;         // the `type:` value
   std::string description;  // one line for `lra list`
   Factory factory;
+  bool takes_bf16 = false;  // q, k, v (and options.dtype) may be bf16: stored bf16, fp32 math
 };
 
 // Registers a backend (called from static initialisers in each backend's file; the

@@ -95,7 +95,21 @@ std::unique_ptr<Attention> make_attention(const YAML::Node& spec, const AttnShap
     for (const auto& [name, info] : table()) known += (known.empty() ? "" : ", ") + name;
     fail("{}: unknown attention type '{}' (known: {})", context, reader.type(), known);
   }
-  auto backend = it->second.factory(reader, shape, options);
+  if (options.dtype == core::DType::bf16 && !it->second.takes_bf16) {
+    std::string takers;
+    for (const auto& [name, info] : table())
+      if (info.takes_bf16) takers += (takers.empty() ? "" : ", ") + name;
+    fail("{}: attention '{}' takes f32 or f64 inputs, not bf16 (bf16 inputs: {})", context,
+         reader.type(), takers);
+  }
+  std::unique_ptr<Attention> backend;
+  try {
+    backend = it->second.factory(reader, shape, options);
+  } catch (const Error& e) {  // a factory's own checks name the key; add where it came from
+    const std::string what = e.what();
+    if (what.rfind(context, 0) == 0) throw;
+    fail("{}: {}", context, what);
+  }
   reader.finish();
   return backend;
 }

@@ -78,10 +78,12 @@ class SoftmaxAttention final : public Attention {
     c.forward_flops = bh * (4 * n * n * d + 5 * n * n);  // QKᵀ, PV, softmax
     if (fused_ && options_.device == core::Device::cuda) {
       // Flash-style: the dK/dV kernel and the dQ kernel each recompute QKᵀ and dO Vᵀ (no
-      // atomics), so 7 products of 2N²D; in memory only out, lse and one delta per row.
+      // atomics), so 7 products of 2N²D; in memory only out, lse and one delta per row
+      // (lse and delta in f32 for bf16 tensors).
+      const double row_el = options_.dtype == core::DType::bf16 ? 4.0 : el;
       c.backward_flops = bh * (14 * n * n * d + 14 * n * n);
-      c.forward_bytes = bh * (n * d + n) * el;
-      c.backward_bytes = bh * (3 * n * d + n) * el;
+      c.forward_bytes = bh * (n * d * el + n * row_el);
+      c.backward_bytes = bh * (3 * n * d * el + n * row_el);
     } else if (fused_) {
       // The backward recomputes QKᵀ and the softmax before dP, dV, dQ, dK. Nothing N x N
       // is stored: out and one log-sum-exp per row, plus a working tile of at most 96 full
@@ -126,12 +128,16 @@ LRA_REGISTER_ATTENTION(BackendInfo{
                 "attention.kernel must be 'auto', 'fused' or 'composed', got '{}'", kernel);
       // The CUDA kernel keeps a head's row in registers: head dims up to 128.
       const bool fused_fits = options.device == core::Device::cpu || shape.head_dim <= 128;
-      LRA_CHECK(!(kernel == "fused" && !fused_fits),
-                "attention.kernel: fused: the CUDA fused softmax takes head dims up to 128, got "
-                "{}; use auto or composed",
-                shape.head_dim);
+      const bool bf16 = options.dtype == core::DType::bf16;  // only the fused op takes bf16
+      LRA_CHECK(!((kernel == "fused" || bf16) && !fused_fits),
+                "attention.kernel: {}: the CUDA fused softmax takes head dims up to 128, got "
+                "{}; {}",
+                kernel, shape.head_dim, bf16 ? "bf16 runs on that kernel only" : "use auto or composed");
+      LRA_CHECK(!(bf16 && kernel == "composed"),
+                "attention.kernel: composed takes f32 or f64; bf16 runs on the fused kernel");
       bool fused = kernel == "fused" || (kernel == "auto" && fused_fits);
       return std::make_unique<SoftmaxAttention>(fused, options);
-    }});
+    },
+    /*takes_bf16=*/true});
 
 }  // namespace lra::attention

@@ -173,6 +173,7 @@ Tensor read_npy(const std::string& path) {
 std::string to_npy_bytes(const Tensor& t) {
   check_cpu(t, "to_npy_bytes");
   LRA_CHECK(t.defined(), "to_npy_bytes: tensor is undefined");
+  LRA_CHECK(t.dtype() != DType::bf16, "to_npy_bytes: .npy has no bf16 type; convert to f32 first");
   std::string dims;
   for (int i = 0; i < t.rank(); ++i) dims += std::to_string(t.dim(i)) + (t.rank() == 1 ? "," : (i + 1 < t.rank() ? ", " : ""));
   std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}), }}",

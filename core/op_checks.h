@@ -12,6 +12,9 @@ namespace lra::core {
 Device one_device(const char* op, std::initializer_list<const Tensor*> tensors,
                   Device fallback = Device::cpu);
 
+// A key mask (undefined = no padding) is [batch, seq] of 1 (real) / 0 (padding), f32 or f64.
+void check_key_mask(const char* op, const Tensor& mask, int64_t batch, int64_t seq);
+
 // The error for a cuda tensor reaching an op of a build without CUDA.
 [[noreturn]] void fail_no_cuda(const char* op);
 

@@ -19,20 +19,12 @@
 namespace lra::core {
 namespace {
 
-
 void require_same(const char* op, const Tensor& a, const Tensor& b) {
   check_same_shape(a, b, op);
   check_same_dtype(a, b, op);
 }
 
 int64_t batch_count(const Tensor& t) { return t.numel() / std::max<int64_t>(1, t.dim(-1) * t.dim(-2)); }
-
-void check_key_mask(const char* op, const Tensor& mask, int64_t batch, int64_t seq) {
-  if (!mask.defined()) return;
-  LRA_CHECK(mask.rank() == 2 && mask.dim(0) == batch && mask.dim(1) == seq,
-            "{}: key mask of shape {} does not match [batch, seq] = [{}, {}]", op,
-            mask.shape_str(), batch, seq);
-}
 
 }  // namespace
 

@@ -45,9 +45,7 @@ Tensor unary_backward(const char* op, cpu::AttnUnary kind, const Tensor& xy, con
 void check_seq_mask(const char* op, const Tensor& x, const Tensor& mask) {
   check_rank(x, 3, 4, op);
   LRA_CHECK(mask.defined(), "{}: mask is undefined", op);
-  LRA_CHECK(mask.rank() == 2 && mask.dim(0) == x.dim(0) && mask.dim(1) == x.dim(-2),
-            "{}: mask of shape {} does not match [batch, seq] = [{}, {}] of {}", op,
-            mask.shape_str(), x.dim(0), x.dim(-2), x.shape_str());
+  check_key_mask(op, mask, x.dim(0), x.dim(-2));
   one_device(op, {&x, &mask});
 }
 

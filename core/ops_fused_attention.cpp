@@ -17,10 +17,7 @@ void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor
   check_same_shape(q, v, op);
   check_same_dtype(q, k, op);
   check_same_dtype(q, v, op);
-  if (key_mask.defined())
-    LRA_CHECK(key_mask.rank() == 2 && key_mask.dim(0) == q.dim(0) && key_mask.dim(1) == q.dim(2),
-              "{}: key mask {} does not match [batch, seq] of q {}", op, key_mask.shape_str(),
-              q.shape_str());
+  check_key_mask(op, key_mask, q.dim(0), q.dim(2));
   LRA_CHECK(dropout.p >= 0.0 && dropout.p < 1.0, "{}: dropout {} not in [0, 1)", op, dropout.p);
   if (one_device(op, {&q, &k, &v, &key_mask}) == Device::cuda) {
 #ifdef LRA_WITH_CUDA
@@ -33,6 +30,13 @@ void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor
   }
 }
 
+// The dtype of the log-sum-exp rows: f32 for bf16 inputs (bf16 is storage only).
+DType lse_dtype(const Tensor& q) { return q.dtype() == DType::bf16 ? DType::f32 : q.dtype(); }
+
+// The CPU takes bf16 as storage: inputs widened to f32 (exactly), the f32 kernel, results
+// rounded once to bf16. The reference the CUDA bf16 kernels are held to.
+Tensor widened(const Tensor& t) { return t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
+
 }  // namespace
 
 FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -41,13 +45,19 @@ FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const T
   check_inputs("fused_softmax_attention", q, k, v, key_mask, dropout);
   FusedAttention r;
   r.out = Tensor::empty(q.shape(), q.dtype(), q.device());
-  r.lse = Tensor::empty(Shape{q.dim(0), q.dim(1), q.dim(2)}, q.dtype(), q.device());
+  r.lse = Tensor::empty(Shape{q.dim(0), q.dim(1), q.dim(2)}, lse_dtype(q), q.device());
 #ifdef LRA_WITH_CUDA
   if (q.device() == Device::cuda) {
     cuda::fused_attention(q, k, v, key_mask, scale, dropout, r.out, r.lse);
     return r;
   }
 #endif
+  if (q.dtype() == DType::bf16) {
+    Tensor out = Tensor::empty(q.shape(), DType::f32);
+    cpu::fused_attention(widened(q), widened(k), widened(v), key_mask, scale, dropout, out, r.lse);
+    r.out.copy_from(out);
+    return r;
+  }
   cpu::fused_attention(q, k, v, key_mask, scale, dropout, r.out, r.lse);
   return r;
 }
@@ -66,7 +76,7 @@ FusedAttentionGrads fused_softmax_attention_backward(const Tensor& q, const Tens
   check_same_dtype(q, out, op);
   one_device(op, {&q, &lse, &out, &d_out});
   LRA_CHECK(lse.defined() && lse.rank() == 3 && lse.dim(0) == q.dim(0) &&
-                lse.dim(1) == q.dim(1) && lse.dim(2) == q.dim(2) && lse.dtype() == q.dtype(),
+                lse.dim(1) == q.dim(1) && lse.dim(2) == q.dim(2) && lse.dtype() == lse_dtype(q),
             "{}: lse {} does not match [batch, heads, seq] of q {}", op,
             lse.defined() ? lse.shape_str() : std::string("(undefined)"), q.shape_str());
   FusedAttentionGrads g;
@@ -80,6 +90,16 @@ FusedAttentionGrads fused_softmax_attention_backward(const Tensor& q, const Tens
     return g;
   }
 #endif
+  if (q.dtype() == DType::bf16) {
+    FusedAttentionGrads wide;
+    for (Tensor* t : {&wide.dq, &wide.dk, &wide.dv}) *t = Tensor::empty(q.shape(), DType::f32);
+    cpu::fused_attention_backward(widened(q), widened(k), widened(v), key_mask, scale, dropout,
+                                  lse, widened(out), widened(d_out), wide.dq, wide.dk, wide.dv);
+    g.dq.copy_from(wide.dq);
+    g.dk.copy_from(wide.dk);
+    g.dv.copy_from(wide.dv);
+    return g;
+  }
   cpu::fused_attention_backward(q, k, v, key_mask, scale, dropout, lse, out, d_out, g.dq, g.dk,
                                 g.dv);
   return g;

@@ -6,6 +6,8 @@
 // for the backward, which recomputes each tile's probabilities. The CUDA kernels
 // (core/cuda/fused_attention.cu) are flash-style: query or key tiles stream the other side
 // through shared memory with an online softmax; head dims up to 128 there.
+// bf16 q, k, v are storage: products in bf16 with fp32 sums on CUDA (tensor cores), f32 math
+// on the CPU; the softmax, lse (f32) and the backward's row terms are fp32 on both.
 #include <cstdint>
 
 #include "core/tensor.h"
@@ -20,7 +22,8 @@ struct AttentionDropout {
 
 struct FusedAttention {
   Tensor out;  // [B, H, N, D]
-  Tensor lse;  // [B, H, N]: log sum over real keys of exp(scale q_i . k_j); -inf without any
+  Tensor lse;  // [B, H, N] (f32 for bf16 inputs): log sum over real keys of exp(scale q_i . k_j);
+               // -inf without any
 };
 // q, k, v: [B, H, N, D]; key_mask [B, N] (0 = padding) or undefined.
 FusedAttention fused_softmax_attention(const Tensor& q, const Tensor& k, const Tensor& v,

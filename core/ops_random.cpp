@@ -34,13 +34,6 @@ void require_on(const char* op, Device device, std::initializer_list<const Tenso
 #endif
 }
 
-void check_key_mask(const char* op, const Tensor& mask, int64_t batch, int64_t seq) {
-  if (!mask.defined()) return;
-  LRA_CHECK(mask.rank() == 2 && mask.dim(0) == batch && mask.dim(1) == seq,
-            "{}: key mask of shape {} does not match [batch, seq] = [{}, {}]", op, mask.shape_str(),
-            batch, seq);
-}
-
 void check_rank4(const char* op, const Tensor& t, const char* what) {
   LRA_CHECK(t.defined() && t.rank() == 4, "{}: {} must be [B, H, N, C], got {}", op, what,
             t.defined() ? t.shape_str() : std::string("undefined"));

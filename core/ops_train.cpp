@@ -27,12 +27,6 @@ void check_ids(const char* op, const std::vector<int32_t>& ids, int64_t vocab) {
               ids[r], r, vocab);
 }
 
-void check_mask(const char* op, const Tensor& mask, int64_t b, int64_t n) {
-  if (!mask.defined()) return;
-  LRA_CHECK(mask.rank() == 2 && mask.dim(0) == b && mask.dim(1) == n,
-            "{}: key mask {} does not match [batch, seq] = [{}, {}]", op, mask.shape_str(), b, n);
-}
-
 void check_labels(const char* op, const std::vector<int32_t>& labels, int64_t b, int64_t k) {
   LRA_CHECK(static_cast<int64_t>(labels.size()) == b, "{}: {} labels for a batch of {}", op,
             labels.size(), b);
@@ -112,7 +106,7 @@ PrependRowGrads prepend_row_backward(const Tensor& dy) {
 
 Tensor masked_mean(const Tensor& x, const Tensor& key_mask) {
   LRA_CHECK(x.rank() == 3, "masked_mean: x must be [B, N, C], got {}", x.shape_str());
-  check_mask("masked_mean", key_mask, x.dim(0), x.dim(1));
+  check_key_mask("masked_mean", key_mask, x.dim(0), x.dim(1));
   Device d = one_device("masked_mean", {&x, &key_mask});
   Tensor y = Tensor::empty(Shape{x.dim(0), x.dim(2)}, x.dtype(), d);
   LRA_TRAIN_RUN(d, masked_mean, x, key_mask, y);
@@ -123,7 +117,7 @@ Tensor masked_mean_backward(const Tensor& dy, const Tensor& key_mask, const Shap
   LRA_CHECK(
       x_shape.rank() == 3 && dy.rank() == 2 && dy.dim(0) == x_shape[0] && dy.dim(1) == x_shape[2],
       "masked_mean_backward: dy {} does not match x {}", dy.shape_str(), x_shape.str());
-  check_mask("masked_mean_backward", key_mask, x_shape[0], x_shape[1]);
+  check_key_mask("masked_mean_backward", key_mask, x_shape[0], x_shape[1]);
   Device d = one_device("masked_mean_backward", {&dy, &key_mask});
   Tensor dx = Tensor::empty(x_shape, dy.dtype(), d);
   LRA_TRAIN_RUN(d, masked_mean_backward, dy, key_mask, dx);

@@ -60,6 +60,12 @@ void normal_impl(T* out, int64_t n, uint64_t seed, uint64_t offset, double mean,
 }  // namespace
 
 void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi) {
+  if (t.dtype() == DType::bf16) {  // drawn in f32 (the same draws), then rounded once
+    Tensor wide = Tensor::empty(t.shape(), DType::f32, t.device());
+    fill_uniform(wide, seed, offset, lo, hi);
+    t.copy_from(wide);
+    return;
+  }
 #ifdef LRA_WITH_CUDA
   if (t.device() == Device::cuda) return cuda::fill_uniform(t, seed, offset, lo, hi);
 #endif
@@ -71,6 +77,12 @@ void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double h
 }
 
 void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev) {
+  if (t.dtype() == DType::bf16) {  // drawn in f32 (the same draws), then rounded once
+    Tensor wide = Tensor::empty(t.shape(), DType::f32, t.device());
+    fill_normal(wide, seed, offset, mean, stddev);
+    t.copy_from(wide);
+    return;
+  }
 #ifdef LRA_WITH_CUDA
   if (t.device() == Device::cuda) return cuda::fill_normal(t, seed, offset, mean, stddev);
 #endif

@@ -9,10 +9,32 @@
 
 namespace lra::core {
 
+namespace {
+// Element i of a CPU buffer of dtype t, as a double (exact for every dtype).
+double load_element(DType t, const void* p, int64_t i) {
+  switch (t) {
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::f64: return static_cast<const double*>(p)[i];
+    case DType::bf16: return to_float(static_cast<const bf16*>(p)[i]);
+  }
+  return 0.0;
+}
+
+// Stores value rounded once to dtype t (to nearest, ties to even).
+void store_element(DType t, void* p, int64_t i, double value) {
+  switch (t) {
+    case DType::f32: static_cast<float*>(p)[i] = static_cast<float>(value); return;
+    case DType::f64: static_cast<double*>(p)[i] = value; return;
+    case DType::bf16: static_cast<bf16*>(p)[i] = to_bf16(value); return;
+  }
+}
+}  // namespace
+
 DType parse_dtype(std::string_view text) {
   if (text == "f32" || text == "float32" || text == "fp32") return DType::f32;
   if (text == "f64" || text == "float64" || text == "fp64") return DType::f64;
-  fail("unknown dtype '{}' (expected f32 or f64)", text);
+  if (text == "bf16" || text == "bfloat16") return DType::bf16;
+  fail("unknown dtype '{}' (expected f32, f64 or bf16)", text);
 }
 
 Device parse_device(std::string_view text) {
@@ -87,10 +109,7 @@ Tensor Tensor::from_values(const Shape& shape, const std::vector<double>& values
             shape.numel());
   Tensor t = empty(shape, dtype);
   for (std::size_t i = 0; i < values.size(); ++i) {
-    if (dtype == DType::f32)
-      t.data<float>()[i] = static_cast<float>(values[i]);
-    else
-      t.data<double>()[i] = values[i];
+    store_element(dtype, t.raw_data(), static_cast<int64_t>(i), values[i]);
   }
   return t;
 }
@@ -153,13 +172,8 @@ void Tensor::fill(double value) {
 #endif
   }
   int64_t n = numel();
-  if (dtype_ == DType::f32) {
-    float* p = data<float>();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(value);
-  } else {
-    double* p = data<double>();
-    for (int64_t i = 0; i < n; ++i) p[i] = value;
-  }
+  void* p = raw_data();
+  for (int64_t i = 0; i < n; ++i) store_element(dtype_, p, i, value);
 }
 
 void Tensor::copy_from(const Tensor& src) {
@@ -180,15 +194,9 @@ void Tensor::copy_from(const Tensor& src) {
 #endif
   }
   int64_t n = numel();
-  if (dtype_ == DType::f32) {
-    const double* s = src.data<double>();
-    float* d = data<float>();
-    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<float>(s[i]);
-  } else {
-    const float* s = src.data<float>();
-    double* d = data<double>();
-    for (int64_t i = 0; i < n; ++i) d[i] = s[i];
-  }
+  const void* s = src.raw_data();
+  void* d = raw_data();
+  for (int64_t i = 0; i < n; ++i) store_element(dtype_, d, i, load_element(src.dtype_, s, i));
 }
 
 double Tensor::at(std::initializer_list<int64_t> index) const {
@@ -203,20 +211,20 @@ double Tensor::at(std::initializer_list<int64_t> index) const {
     flat = flat * shape_[i] + ix;
     ++i;
   }
-  return dtype_ == DType::f32 ? data<float>()[flat] : data<double>()[flat];
+  return load_element(dtype_, raw_data(), flat);
 }
 
 double Tensor::item() const {
   LRA_CHECK(numel() == 1, "item: tensor of shape {} has {} elements", shape_.str(), numel());
   if (device() != Device::cpu) return to(Device::cpu).item();
-  return dtype_ == DType::f32 ? data<float>()[0] : data<double>()[0];
+  return load_element(dtype_, raw_data(), 0);
 }
 
 std::vector<double> Tensor::to_vector() const {
   if (device() != Device::cpu) return to(Device::cpu).to_vector();
   std::vector<double> out(static_cast<std::size_t>(numel()));
   for (std::size_t i = 0; i < out.size(); ++i)
-    out[i] = dtype_ == DType::f32 ? data<float>()[i] : data<double>()[i];
+    out[i] = load_element(dtype_, raw_data(), static_cast<int64_t>(i));
   return out;
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// Tensor: row-major, contiguous, rank 0..4, f32/f64, on one device, sharing a buffer
+// Tensor: row-major, contiguous, rank 0..4, f32/f64/bf16, on one device, sharing a buffer
 // from that device's allocator. reshape() and slice() are views (no copy).
 #include <array>
 #include <cstdint>
@@ -77,7 +77,8 @@ class Tensor {
   Tensor to(DType dtype) const;    // copy converted to dtype, on the same device
   Tensor to(Device device) const;  // copy on another device (explicit host<->device copy)
   void fill(double value);
-  // Copies src (same shape; any device; converts f32 <-> f64) into this tensor.
+  // Copies src (same shape; any device; converts between f32, f64 and bf16, each value
+  // rounded once to nearest, ties to even) into this tensor.
   void copy_from(const Tensor& src);
 
   // Slow element access for tests and small code paths (device tensors are copied).

@@ -87,7 +87,11 @@ Config load_config(const std::string& path) {
   LRA_CHECK(c.batch >= 1 && c.heads >= 1 && c.head_dim >= 1, "{}: batch, heads and head_dim must be >= 1", path);
   if (root["attention_matrix_max_seq"])
     c.attn_max_seq = scalar<int64_t>(root["attention_matrix_max_seq"], path, "attention_matrix_max_seq");
-  if (root["dtype"]) c.dtype = core::parse_dtype(scalar<std::string>(root["dtype"], path, "dtype"));
+  if (root["dtype"]) {
+    c.dtype = core::parse_dtype(scalar<std::string>(root["dtype"], path, "dtype"));
+    LRA_CHECK(c.dtype != core::DType::bf16, "{}: key 'dtype': approx compares in f32 or f64, not bf16",
+              path);
+  }
   if (root["seq_len"]) {
     const YAML::Node& s = root["seq_len"];
     if (s.IsSequence())

@@ -95,11 +95,17 @@ double analytic_bytes(const attention::Cost& cost, const std::string& pass) {
   return backward_pass(pass) ? cost.forward_bytes + cost.backward_bytes : cost.forward_bytes;
 }
 
+// A key mask holds f32 or f64: bf16 inputs come with an f32 mask.
+core::DType mask_dtype(const SweepPoint& p) {
+  return p.dtype == core::DType::bf16 ? core::DType::f32 : p.dtype;
+}
+
 double input_bytes(const SweepPoint& p) {
   double qkv = 3.0 * static_cast<double>(p.batch * p.heads * p.seq_len * p.head_dim);
   double mask = static_cast<double>(p.batch * p.seq_len);
   double dout = backward_pass(p.pass) ? static_cast<double>(p.batch * p.heads * p.seq_len * p.head_dim) : 0;
-  return (qkv + mask + dout) * static_cast<double>(core::dtype_size(p.dtype));
+  return (qkv + dout) * static_cast<double>(core::dtype_size(p.dtype)) +
+         mask * static_cast<double>(core::dtype_size(mask_dtype(p)));
 }
 
 attention::AttnShape shape_of(const SweepPoint& p) {
@@ -220,13 +226,13 @@ SweepConfig parse_sweep_config(const YAML::Node& node, const std::string& contex
     if (key == "device") {
       c.device = core::parse_device(config_scalar<std::string>(v, key, context, "cpu or cuda"));
     } else if (key == "dtype") {
-      const auto name = config_scalar<std::string>(v, key, context, "f32, f64 or tf32");
+      const auto name = config_scalar<std::string>(v, key, context, "f32, f64, tf32 or bf16");
       if (name == "tf32") {  // f32 storage, TF32 products
         c.dtype = core::DType::f32;
         c.precision = core::MatmulPrecision::tf32;
       } else {
-        LRA_CHECK(name == "f32" || name == "f64", "{}: dtype must be f32, f64 or tf32, got '{}'",
-                  context, name);
+        LRA_CHECK(name == "f32" || name == "f64" || name == "bf16",
+                  "{}: dtype must be f32, f64, tf32 or bf16, got '{}'", context, name);
         c.dtype = core::parse_dtype(name);
         c.precision = core::MatmulPrecision::fp32;
       }
@@ -374,8 +380,8 @@ SweepResult measure_point(const SweepPoint& point, const SweepConfig& config) {
   rng.normal(k);
   rng.normal(v);
   // All-ones key mask, as the anchor measurements use.
-  core::Tensor mask = core::Tensor::full(core::Shape{point.batch, point.seq_len}, 1.0, point.dtype,
-                                         point.device);
+  core::Tensor mask = core::Tensor::full(core::Shape{point.batch, point.seq_len}, 1.0,
+                                         mask_dtype(point), point.device);
   core::Tensor d_out;
   if (bwd) {
     d_out = core::Tensor::empty(qkv_shape, point.dtype, point.device);

@@ -382,6 +382,8 @@ TrainStepConfig parse_train_step_config(const YAML::Node& node, const std::strin
       c.device = core::parse_device(config_scalar<std::string>(v, key, context, "cpu or cuda"));
     } else if (key == "dtype") {
       c.dtype = core::parse_dtype(config_scalar<std::string>(v, key, context, "f32 or f64"));
+      LRA_CHECK(c.dtype != core::DType::bf16, "{}: dtype must be f32 or f64 (the model trains in "
+                "f32 or f64; bf16 is a storage type of the attention sweeps)", context);
     } else if (key == "matmul_precision") {
       c.matmul_precisions.clear();
       std::vector<YAML::Node> items;

@@ -86,6 +86,8 @@ void save_checkpoint(const std::string& path, uint64_t config_hash, const TrainS
     const core::Tensor host = t.device() == core::Device::cpu ? t : t.to(core::Device::cpu);
     put<uint32_t>(payload, static_cast<uint32_t>(name.size()));
     payload += name;
+    LRA_CHECK(t.dtype() != core::DType::bf16, "checkpoint {}: tensor {} is bf16; checkpoints hold f32 or f64",
+              path, name);
     put<uint8_t>(payload, t.dtype() == core::DType::f32 ? 0 : 1);
     put<uint32_t>(payload, static_cast<uint32_t>(t.rank()));
     for (int i = 0; i < t.rank(); ++i) put<int64_t>(payload, t.dim(i));

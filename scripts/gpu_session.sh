@@ -20,8 +20,8 @@
 #         lra_attention_tests '*AttentionCudaParity*', lra_model_tests '*CudaTraining*',
 #         lra_harness_tests 'SweepCuda*:TrainStepCuda*', then compute-sanitizer --tool
 #         memcheck on the core and attention parity tests.
-# measure lra sweep configs/sweeps/train_step_gpu.yaml, configs/sweeps/scaling_gpu.yaml and
-#         scaling_gpu_tf32.yaml (both into scaling.csv)
+# measure lra sweep configs/sweeps/train_step_gpu.yaml, configs/sweeps/scaling_gpu.yaml,
+#         scaling_gpu_tf32.yaml and scaling_gpu_bf16.yaml (all three into scaling.csv)
 #         (CSVs in $LRA_GPU_RESULTS, default build-gpu/results/h100: an ignored folder the
 #         machine keeps while it stays warm, so a second `measure` resumes where a first one
 #         ran out of time), each compared with its anchor by scripts/compare_anchor.py.
@@ -314,10 +314,13 @@ stage_measure() {
     "$lra_bin" sweep configs/sweeps/scaling_gpu.yaml --out "$results/scaling.csv"
   step "lra sweep scaling_gpu_tf32.yaml" 600 \
     "$lra_bin" sweep configs/sweeps/scaling_gpu_tf32.yaml --out "$results/scaling.csv"
+  step "lra sweep scaling_gpu_bf16.yaml" 300 \
+    "$lra_bin" sweep configs/sweeps/scaling_gpu_bf16.yaml --out "$results/scaling.csv"
   if [ -n "$anchors" ] && [ -f "$results/scaling.csv" ]; then
     step "compare scaling with the anchor" 30 bash -c \
       "set -o pipefail; python3 scripts/compare_anchor.py '$results/scaling.csv' \
-         --anchors '$anchors/h100_pytorch_attention.csv' | tee '$out/compare_scaling.md'"
+         --anchors '$anchors/h100_pytorch_attention.csv' \
+         --anchors '$anchors/h100_pytorch_sdpa_variants.csv' | tee '$out/compare_scaling.md'"
   fi
 }
 

@@ -2,7 +2,8 @@
 // softmax), for f32 tensors when the matmul precision is TF32 (core/precision.h). Same
 // semantics as the kernels of fused_attention_kernels.cuh: key mask, -inf log-sum-exp
 // without real keys, dropout with the CPU's draws, dK/dV and dQ in separate kernels (no
-// atomics). The backward kernels below follow the same plan as this forward.
+// atomics). The backward kernels below follow the same plan as this forward; the softmax
+// arithmetic on the fragments is shared with the bf16 kernels (flash_fragments.cuh).
 //
 // 128 threads = 4 warps; a block owns 64 query rows, 16 per warp, and streams 64-key tiles
 // of K and V through shared memory. Per warp and key tile: S (16 x 64) = Q Kᵀ as
@@ -18,17 +19,14 @@
 #pragma once
 #include <cstdint>
 
+#include "core/cuda/flash_fragments.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
 #include "core/cuda/mma_tf32.cuh"
 
 namespace lra::core::cuda::flash {
 
-constexpr int tf32_threads = 128;
-constexpr int tf32_rows = 64;  // query rows per block: 16 per warp
-constexpr int tf32_keys = 64;  // keys per tile
-
 template <int DMAX> size_t forward_tf32_smem() {
-  return 2 * tf32_keys * (DMAX + 4) * sizeof(float) + tf32_keys;
+  return 2 * mma_keys * (DMAX + 4) * sizeof(float) + mma_keys;
 }
 
 __device__ inline float q_element(const float* q, int64_t base, const Geometry& g, int64_t row,
@@ -37,21 +35,21 @@ __device__ inline float q_element(const float* q, int64_t base, const Geometry& 
 }
 
 template <int DMAX>
-__global__ void __launch_bounds__(tf32_threads)
+__global__ void __launch_bounds__(mma_threads)
     forward_tf32_kernel(const float* __restrict__ q, const float* __restrict__ k,
                         const float* __restrict__ v, Geometry g, float scale, Dropout dr,
                         int64_t tiles, float* __restrict__ out, float* __restrict__ lse) {
   constexpr int LD = DMAX + 4;
   constexpr int KS = DMAX / 8;       // k-steps of Q Kᵀ over the head dim
-  constexpr int NT = tf32_keys / 8;  // 8-key column tiles of S
+  constexpr int NT = mma_col_tiles;  // 8-key column tiles of S
   constexpr int DT = DMAX / 8;       // 8-wide column tiles of O
   LRA_DYNAMIC_SHARED(smem);
   float* ks = reinterpret_cast<float*>(smem);  // [64][LD]
-  float* vs = ks + tf32_keys * LD;             // [64][LD]
-  unsigned char* real = reinterpret_cast<unsigned char*>(vs + tf32_keys * LD);  // [64]
+  float* vs = ks + mma_keys * LD;              // [64][LD]
+  unsigned char* real = reinterpret_cast<unsigned char*>(vs + mma_keys * LD);  // [64]
   const float neg_inf = -INFINITY;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
-  const int64_t bh = blockIdx.x / tiles, i0 = (blockIdx.x % tiles) * tf32_rows, b = bh / g.heads;
+  const int64_t bh = blockIdx.x / tiles, i0 = (blockIdx.x % tiles) * mma_rows, b = bh / g.heads;
   const int64_t base = bh * g.n * g.d;
   const int64_t rows[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
 
@@ -70,16 +68,16 @@ __global__ void __launch_bounds__(tf32_threads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[dt][e] = 0.0f;
 
-  for (int64_t j0 = 0; j0 < g.n; j0 += tf32_keys) {
+  for (int64_t j0 = 0; j0 < g.n; j0 += mma_keys) {
     __syncthreads();  // the previous tile's readers are done
-    for (int idx = threadIdx.x; idx < tf32_keys * DMAX; idx += tf32_threads) {
+    for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
       const int r = idx / DMAX, c = idx % DMAX;
       const int64_t key = j0 + r;
       const bool inside = key < g.n && c < g.d;
       ks[r * LD + c] = inside ? round_tf32(k[base + key * g.d + c]) : 0.0f;
       vs[r * LD + c] = inside ? round_tf32(v[base + key * g.d + c]) : 0.0f;
     }
-    for (int jj = threadIdx.x; jj < tf32_keys; jj += tf32_threads) real[jj] = key_is_real(g, b, j0 + jj);
+    for (int jj = threadIdx.x; jj < mma_keys; jj += mma_threads) real[jj] = key_is_real(g, b, j0 + jj);
     __syncthreads();
 
     float s[NT][4];
@@ -96,38 +94,8 @@ __global__ void __launch_bounds__(tf32_threads)
         mma_tf32(s[nt], qa[kk], bf);
       }
 
-    // Online softmax: element e of column tile nt is row rows[e / 2], key nt * 8 + 2 tq + e % 2.
-    float mx[2] = {neg_inf, neg_inf};
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[nt][e] = real[nt * 8 + 2 * tq + (e & 1)] ? s[nt][e] * scale : neg_inf;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-      }
     float alpha[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-      const float m_new = fmaxf(m[h], mx[h]);
-      alpha[h] = m_new == neg_inf ? 1.0f : expf(m[h] - m_new);  // no real key yet: all p are 0
-      m[h] = m_new;
-      l[h] *= alpha[h];
-    }
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e >> 1;
-        float p = s[nt][e] == neg_inf ? 0.0f : expf(s[nt][e] - m[h]);
-        l[h] += p;
-        if (dr.on && p != 0.0f)
-          p *= keep_multiplier<float>(
-              dr, dr.offset + static_cast<uint64_t>((bh * g.n + rows[h]) * g.n + j0 + nt * 8 +
-                                                    2 * tq + (e & 1)));
-        s[nt][e] = p;
-      }
+    online_softmax_step(s, real, scale, dr, g, bh, rows, j0, m, l, alpha);
 #pragma unroll
     for (int dt = 0; dt < DT; ++dt) {
       o[dt][0] *= alpha[0];
@@ -151,10 +119,9 @@ __global__ void __launch_bounds__(tf32_threads)
 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
-    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    float row_lse;
+    const float inv = finish_row(m[h], l[h], row_lse);
     if (rows[h] >= g.n) continue;
-    const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
     float* orow = out + base + rows[h] * g.d;
 #pragma unroll
     for (int dt = 0; dt < DT; ++dt) {
@@ -162,7 +129,7 @@ __global__ void __launch_bounds__(tf32_threads)
       if (col < g.d) orow[col] = o[dt][2 * h] * inv;
       if (col + 1 < g.d) orow[col + 1] = o[dt][2 * h + 1] * inv;
     }
-    if (tq == 0) lse[bh * g.n + rows[h]] = l[h] > 0.0f ? m[h] + logf(l[h]) : neg_inf;
+    if (tq == 0) lse[bh * g.n + rows[h]] = row_lse;
   }
 }
 
@@ -170,7 +137,7 @@ __global__ void __launch_bounds__(tf32_threads)
 // Both kernels: 4 warps of 16 rows (keys for dK/dV, queries for dQ) against 64-wide tiles
 // of the other side, tiles in shared memory with rows D + 4 floats apart.
 template <int DMAX> size_t backward_tf32_smem() {
-  return 4 * tf32_keys * (DMAX + 4) * sizeof(float) + 2 * tf32_keys * sizeof(float) + tf32_keys;
+  return 4 * mma_keys * (DMAX + 4) * sizeof(float) + 2 * mma_keys * sizeof(float) + mma_keys;
 }
 
 // Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a [64][LD] tile, zero-padded,
@@ -179,7 +146,7 @@ template <int DMAX>
 __device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0, const Geometry& g,
                                       float* tile) {
   constexpr int LD = DMAX + 4;
-  for (int idx = threadIdx.x; idx < tf32_keys * DMAX; idx += tf32_threads) {
+  for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
     const int r = idx / DMAX, c = idx % DMAX;
     const int64_t row = r0 + r;
     tile[r * LD + c] = (row < g.n && c < g.d) ? round_tf32(src[row * g.d + c]) : 0.0f;
@@ -189,7 +156,7 @@ __device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0,
 // acc[nt] += A (the warp's 16 rows of `a`, all of the head dim) times Bᵀ, B = 64 rows of `b`:
 // the product of two row-major tiles against the head dim (S = Q Kᵀ, dP = dO Vᵀ, ...).
 template <int DMAX>
-__device__ inline void rows_times_rows(const float* a, const float* b, float (&acc)[tf32_keys / 8][4]) {
+__device__ inline void rows_times_rows(const float* a, const float* b, float (&acc)[mma_keys / 8][4]) {
   constexpr int LD = DMAX + 4;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const float* a0 = a + (warp * 16 + gq) * LD + tq;
@@ -198,7 +165,7 @@ __device__ inline void rows_times_rows(const float* a, const float* b, float (&a
     const uint32_t af[4] = {tf32_bits(a0[kk * 8]), tf32_bits(a0[8 * LD + kk * 8]),
                             tf32_bits(a0[kk * 8 + 4]), tf32_bits(a0[8 * LD + kk * 8 + 4])};
 #pragma unroll
-    for (int nt = 0; nt < tf32_keys / 8; ++nt) {
+    for (int nt = 0; nt < mma_keys / 8; ++nt) {
       const float* brow = b + (nt * 8 + gq) * LD + kk * 8 + tq;
       const uint32_t bf[2] = {tf32_bits(brow[0]), tf32_bits(brow[4])};
       mma_tf32(acc[nt], af, bf);
@@ -209,12 +176,12 @@ __device__ inline void rows_times_rows(const float* a, const float* b, float (&a
 // out[dt] += X (16 x 64, accumulator fragments, columns permuted within each 8 as the
 // forward's P) times the 64 x D tile `b`.
 template <int DMAX>
-__device__ inline void fragments_times_tile(const float (&x)[tf32_keys / 8][4], const float* b,
+__device__ inline void fragments_times_tile(const float (&x)[mma_keys / 8][4], const float* b,
                                             float (&out)[DMAX / 8][4]) {
   constexpr int LD = DMAX + 4;
   const int lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
 #pragma unroll
-  for (int kt = 0; kt < tf32_keys / 8; ++kt) {
+  for (int kt = 0; kt < mma_keys / 8; ++kt) {
     const uint32_t xa[4] = {to_tf32(x[kt][0]), to_tf32(x[kt][2]), to_tf32(x[kt][1]),
                             to_tf32(x[kt][3])};
     const float* b0 = b + (kt * 8 + 2 * tq) * LD + gq;
@@ -229,23 +196,23 @@ __device__ inline void fragments_times_tile(const float (&x)[tf32_keys / 8][4], 
 // One block per 64-key tile: dV = Σ Wᵀ dO, dK = Σ dSᵀ Q over the query tiles, with Sᵀ = K Qᵀ
 // and dPᵀ = V dOᵀ (keys are the rows of every fragment here).
 template <int DMAX>
-__global__ void __launch_bounds__(tf32_threads)
+__global__ void __launch_bounds__(mma_threads)
     dkdv_tf32_kernel(const float* __restrict__ q, const float* __restrict__ k,
                      const float* __restrict__ v, Geometry g, float scale, Dropout dr,
                      const float* __restrict__ lse, const float* __restrict__ delta,
                      const float* __restrict__ d_out, int64_t tiles, float* __restrict__ dk,
                      float* __restrict__ dv) {
-  constexpr int LD = DMAX + 4, NT = tf32_keys / 8, DT = DMAX / 8;
+  constexpr int LD = DMAX + 4, NT = mma_keys / 8, DT = DMAX / 8;
   LRA_DYNAMIC_SHARED(smem);
   float* ks = reinterpret_cast<float*>(smem);  // [64][LD]
-  float* vs = ks + tf32_keys * LD;
-  float* qs = vs + tf32_keys * LD;
-  float* gs = qs + tf32_keys * LD;  // dO
-  float* lses = gs + tf32_keys * LD;
-  float* deltas = lses + tf32_keys;
+  float* vs = ks + mma_keys * LD;
+  float* qs = vs + mma_keys * LD;
+  float* gs = qs + mma_keys * LD;  // dO
+  float* lses = gs + mma_keys * LD;
+  float* deltas = lses + mma_keys;
   const float neg_inf = -INFINITY;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
-  const int64_t bh = blockIdx.x / tiles, j0 = (blockIdx.x % tiles) * tf32_keys, b = bh / g.heads;
+  const int64_t bh = blockIdx.x / tiles, j0 = (blockIdx.x % tiles) * mma_keys, b = bh / g.heads;
   const int64_t base = bh * g.n * g.d;
   const int64_t keys[2] = {j0 + warp * 16 + gq, j0 + warp * 16 + gq + 8};
   const bool real[2] = {key_is_real(g, b, keys[0]), key_is_real(g, b, keys[1])};
@@ -258,11 +225,11 @@ __global__ void __launch_bounds__(tf32_threads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dka[dt][e] = dva[dt][e] = 0.0f;
 
-  for (int64_t i0 = 0; i0 < g.n; i0 += tf32_keys) {
+  for (int64_t i0 = 0; i0 < g.n; i0 += mma_keys) {
     __syncthreads();
     load_tf32_tile<DMAX>(q + base, i0, g, qs);
     load_tf32_tile<DMAX>(d_out + base, i0, g, gs);
-    for (int ii = threadIdx.x; ii < tf32_keys; ii += tf32_threads) {
+    for (int ii = threadIdx.x; ii < mma_keys; ii += mma_threads) {
       const int64_t row = i0 + ii;
       lses[ii] = row < g.n ? lse[bh * g.n + row] : neg_inf;
       deltas[ii] = row < g.n ? delta[bh * g.n + row] : 0.0f;
@@ -275,21 +242,7 @@ __global__ void __launch_bounds__(tf32_threads)
       for (int e = 0; e < 4; ++e) st[nt][e] = dpt[nt][e] = 0.0f;
     rows_times_rows<DMAX>(ks, qs, st);
     rows_times_rows<DMAX>(vs, gs, dpt);
-    // Element e of column tile nt: key keys[e / 2], query i0 + nt * 8 + 2 tq + e % 2.
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int qi = nt * 8 + 2 * tq + (e & 1);
-        const float l = lses[qi];
-        const float p = (real[e >> 1] && l != neg_inf) ? expf(st[nt][e] * scale - l) : 0.0f;
-        float keep = 1.0f;
-        if (dr.on && p != 0.0f)
-          keep = keep_multiplier<float>(
-              dr, dr.offset + static_cast<uint64_t>((bh * g.n + i0 + qi) * g.n + keys[e >> 1]));
-        st[nt][e] = p * keep;                                     // Wᵀ
-        dpt[nt][e] = scale * p * (dpt[nt][e] * keep - deltas[qi]);  // dSᵀ
-      }
+    key_side_weights(st, dpt, lses, deltas, real, scale, dr, g, bh, i0, keys);
     fragments_times_tile<DMAX>(st, gs, dva);
     fragments_times_tile<DMAX>(dpt, qs, dka);
   }
@@ -315,21 +268,21 @@ __global__ void __launch_bounds__(tf32_threads)
 
 // One block per 64-query tile: dQ = Σ dS K over the key tiles, S = Q Kᵀ, dP = dO Vᵀ.
 template <int DMAX>
-__global__ void __launch_bounds__(tf32_threads)
+__global__ void __launch_bounds__(mma_threads)
     dq_tf32_kernel(const float* __restrict__ q, const float* __restrict__ k,
                    const float* __restrict__ v, Geometry g, float scale, Dropout dr,
                    const float* __restrict__ lse, const float* __restrict__ delta,
                    const float* __restrict__ d_out, int64_t tiles, float* __restrict__ dq) {
-  constexpr int LD = DMAX + 4, NT = tf32_keys / 8, DT = DMAX / 8;
+  constexpr int LD = DMAX + 4, NT = mma_keys / 8, DT = DMAX / 8;
   LRA_DYNAMIC_SHARED(smem);
   float* qs = reinterpret_cast<float*>(smem);  // [64][LD]
-  float* gs = qs + tf32_keys * LD;             // dO
-  float* ks = gs + tf32_keys * LD;
-  float* vs = ks + tf32_keys * LD;
-  unsigned char* real = reinterpret_cast<unsigned char*>(vs + tf32_keys * LD + 2 * tf32_keys);
+  float* gs = qs + mma_keys * LD;             // dO
+  float* ks = gs + mma_keys * LD;
+  float* vs = ks + mma_keys * LD;
+  unsigned char* real = reinterpret_cast<unsigned char*>(vs + mma_keys * LD + 2 * mma_keys);
   const float neg_inf = -INFINITY;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
-  const int64_t bh = blockIdx.x / tiles, i0 = (blockIdx.x % tiles) * tf32_rows, b = bh / g.heads;
+  const int64_t bh = blockIdx.x / tiles, i0 = (blockIdx.x % tiles) * mma_rows, b = bh / g.heads;
   const int64_t base = bh * g.n * g.d;
   const int64_t rows[2] = {i0 + warp * 16 + gq, i0 + warp * 16 + gq + 8};
   float my_lse[2], my_delta[2];
@@ -346,11 +299,11 @@ __global__ void __launch_bounds__(tf32_threads)
 #pragma unroll
     for (int e = 0; e < 4; ++e) dqa[dt][e] = 0.0f;
 
-  for (int64_t j0 = 0; j0 < g.n; j0 += tf32_keys) {
+  for (int64_t j0 = 0; j0 < g.n; j0 += mma_keys) {
     __syncthreads();
     load_tf32_tile<DMAX>(k + base, j0, g, ks);
     load_tf32_tile<DMAX>(v + base, j0, g, vs);
-    for (int jj = threadIdx.x; jj < tf32_keys; jj += tf32_threads) real[jj] = key_is_real(g, b, j0 + jj);
+    for (int jj = threadIdx.x; jj < mma_keys; jj += mma_threads) real[jj] = key_is_real(g, b, j0 + jj);
     __syncthreads();
     float s[NT][4], dp[NT][4];
 #pragma unroll
@@ -359,19 +312,7 @@ __global__ void __launch_bounds__(tf32_threads)
       for (int e = 0; e < 4; ++e) s[nt][e] = dp[nt][e] = 0.0f;
     rows_times_rows<DMAX>(qs, ks, s);
     rows_times_rows<DMAX>(gs, vs, dp);
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e >> 1, kj = nt * 8 + 2 * tq + (e & 1);
-        const float p =
-            (real[kj] && my_lse[h] != neg_inf) ? expf(s[nt][e] * scale - my_lse[h]) : 0.0f;
-        float keep = 1.0f;
-        if (dr.on && p != 0.0f)
-          keep = keep_multiplier<float>(
-              dr, dr.offset + static_cast<uint64_t>((bh * g.n + rows[h]) * g.n + j0 + kj));
-        s[nt][e] = scale * p * (dp[nt][e] * keep - my_delta[h]);  // dS
-      }
+    query_side_ds(s, dp, real, my_lse, my_delta, scale, dr, g, bh, rows, j0);
     fragments_times_tile<DMAX>(s, ks, dqa);
   }
 #pragma unroll

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "core/cuda/check.h"
+#include "core/cuda/flash_bf16_kernels.cuh"
 #include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
 #include "core/cuda/kernels.h"
@@ -47,11 +48,22 @@ void fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   const Geometry g = geometry_of(q, key_mask);
   const Dropout dr = dropout_of(dropout);
   const int64_t bh = q.dim(0) * q.dim(1);
-  if (q.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::tf32) {
-    const int64_t tiles = (g.n + tf32_rows - 1) / tf32_rows;
+  if (q.dtype() == DType::bf16) {
+    const int64_t tiles = (g.n + mma_rows - 1) / mma_rows;
     auto run = [&](auto dmax) {
       constexpr int DMAX = decltype(dmax)::value;
-      launch<forward_tf32_kernel<DMAX>, tf32_threads>(
+      launch<forward_bf16_kernel<DMAX>, mma_threads>(
+          forward_bf16_smem<DMAX>(), bh * tiles, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(),
+          g, static_cast<float>(scale), dr, tiles, out.data<bf16>(), lse.data<float>());
+    };
+    with_head_dim_tile(g.d, run);
+    return;
+  }
+  if (q.dtype() == DType::f32 && matmul_precision() == MatmulPrecision::tf32) {
+    const int64_t tiles = (g.n + mma_rows - 1) / mma_rows;
+    auto run = [&](auto dmax) {
+      constexpr int DMAX = decltype(dmax)::value;
+      launch<forward_tf32_kernel<DMAX>, mma_threads>(
           forward_tf32_smem<DMAX>(), bh * tiles, q.data<float>(), k.data<float>(),
           v.data<float>(), g, static_cast<float>(scale), dr, tiles, out.data<float>(),
           lse.data<float>());
@@ -80,20 +92,42 @@ void fused_attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
   const Geometry g = geometry_of(q, key_mask);
   const Dropout dr = dropout_of(dropout);
   const int64_t bh = q.dim(0) * q.dim(1), rows = bh * g.n;
+  if (q.dtype() == DType::bf16) {
+    Tensor delta = Tensor::empty(Shape{rows}, DType::f32, q.device());
+    constexpr int warps = mma_threads / 32;
+    launch<row_dot_bf16_kernel<warps>, mma_threads>(0, (rows + warps - 1) / warps,
+                                                    d_out.data<bf16>(), out.data<bf16>(), rows,
+                                                    g.d, delta.data<float>());
+    const int64_t tiles = (g.n + mma_keys - 1) / mma_keys;
+    auto run = [&](auto dmax) {
+      constexpr int DMAX = decltype(dmax)::value;
+      const float* dp = delta.data<float>();
+      launch<dkdv_bf16_kernel<DMAX>, mma_threads>(
+          dkdv_bf16_smem<DMAX>(), bh * tiles, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), g,
+          static_cast<float>(scale), dr, lse.data<float>(), dp, d_out.data<bf16>(), tiles,
+          dk.data<bf16>(), dv.data<bf16>());
+      launch<dq_bf16_kernel<DMAX>, mma_threads>(
+          dq_bf16_smem<DMAX>(), bh * tiles, q.data<bf16>(), k.data<bf16>(), v.data<bf16>(), g,
+          static_cast<float>(scale), dr, lse.data<float>(), dp, d_out.data<bf16>(), tiles,
+          dq.data<bf16>());
+    };
+    with_head_dim_tile(g.d, run);
+    return;
+  }
   Tensor delta = Tensor::empty(Shape{rows}, q.dtype(), q.device());
   row_dot(d_out, out, delta);  // delta_i = dO_i · O_i (core/cuda/kernels.h)
   LRA_DISPATCH_FLOAT(q.dtype(), T, [&] {
     if constexpr (std::is_same_v<T, float>) {
       if (matmul_precision() == MatmulPrecision::tf32) {
-        const int64_t tiles = (g.n + tf32_keys - 1) / tf32_keys;
+        const int64_t tiles = (g.n + mma_keys - 1) / mma_keys;
         auto run = [&](auto dmax) {
           constexpr int DMAX = decltype(dmax)::value;
           const float* dp = delta.data<float>();
-          launch<dkdv_tf32_kernel<DMAX>, tf32_threads>(
+          launch<dkdv_tf32_kernel<DMAX>, mma_threads>(
               backward_tf32_smem<DMAX>(), bh * tiles, q.data<float>(), k.data<float>(),
               v.data<float>(), g, static_cast<float>(scale), dr, lse.data<float>(), dp,
               d_out.data<float>(), tiles, dk.data<float>(), dv.data<float>());
-          launch<dq_tf32_kernel<DMAX>, tf32_threads>(
+          launch<dq_tf32_kernel<DMAX>, mma_threads>(
               backward_tf32_smem<DMAX>(), bh * tiles, q.data<float>(), k.data<float>(),
               v.data<float>(), g, static_cast<float>(scale), dr, lse.data<float>(), dp,
               d_out.data<float>(), tiles, dq.data<float>());

@@ -4,7 +4,8 @@
 // dQ) or of keys (dK, dV) and stream the other side through shared memory with an online
 // softmax, so no N x N matrix exists. Deterministic: every output element is one thread's
 // fixed loop; dQ and dK/dV are separate kernels instead of float atomics. Head dims up to
-// max_head_dim.
+// max_head_dim. bf16 tensors (storage; products on tensor cores, softmax in fp32) take
+// flash_bf16_kernels.cuh, with an f32 lse.
 #include "core/ops_fused_attention.h"
 
 namespace lra::core::cuda {

@@ -53,7 +53,7 @@ void list_real_positions(const Tensor& key_mask, int64_t batch, int64_t seq, int
 
 // Tensor plumbing on the device.
 void fill(Tensor& t, double value);
-void convert(const Tensor& src, Tensor& dst);  // same shape, f32 <-> f64
+void convert(const Tensor& src, Tensor& dst);  // same shape, any two of f32, f64, bf16
 void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi);
 void fill_normal(Tensor& t, uint64_t seed, uint64_t offset, double mean, double stddev);
 

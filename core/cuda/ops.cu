@@ -187,9 +187,32 @@ template <typename T> __global__ void fill_kernel(T* y, T value, int64_t n) {
     y[i] = value;
 }
 
+// Conversions through double, which holds every f32 and bf16 exactly: each value is rounded
+// once, as Tensor::copy_from does on the CPU.
+__device__ inline double widen(float x) { return x; }
+__device__ inline double widen(double x) { return x; }
+__device__ inline double widen(bf16 x) { return to_float(x); }
+template <typename D> __device__ D narrow(double x) { return static_cast<D>(x); }
+template <> __device__ bf16 narrow<bf16>(double x) { return to_bf16(x); }
+
 template <typename S, typename D> __global__ void convert_kernel(const S* x, int64_t n, D* y) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = static_cast<D>(x[i]);
+    y[i] = narrow<D>(widen(x[i]));
+}
+
+template <typename S> void convert_from(const S* x, int64_t n, Tensor& dst) {
+  switch (dst.dtype()) {
+    case DType::f32:
+      convert_kernel<S, float><<<grid_for(n), block_threads>>>(x, n, dst.data<float>());
+      break;
+    case DType::f64:
+      convert_kernel<S, double><<<grid_for(n), block_threads>>>(x, n, dst.data<double>());
+      break;
+    case DType::bf16:
+      convert_kernel<S, bf16><<<grid_for(n), block_threads>>>(x, n, dst.data<bf16>());
+      break;
+  }
+  LRA_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T>
@@ -558,6 +581,11 @@ void depthwise_conv_seq_backward(const Tensor& x, const Tensor& w, const Tensor&
 
 void fill(Tensor& t, double value) {
   if (t.numel() == 0) return;
+  if (t.dtype() == DType::bf16) {
+    fill_kernel<bf16><<<grid_for(t.numel()), block_threads>>>(t.data<bf16>(), to_bf16(value), t.numel());
+    LRA_CUDA_CHECK_LAUNCH();
+    return;
+  }
   LRA_DISPATCH_FLOAT(t.dtype(), T, [&] {
     fill_kernel<T><<<grid_for(t.numel()), block_threads>>>(mptr<T>(t), static_cast<T>(value), t.numel());
     LRA_CUDA_CHECK_LAUNCH();
@@ -566,13 +594,11 @@ void fill(Tensor& t, double value) {
 
 void convert(const Tensor& src, Tensor& dst) {
   if (src.numel() == 0) return;
-  if (src.dtype() == DType::f32)
-    convert_kernel<float, double><<<grid_for(src.numel()), block_threads>>>(
-        src.data<float>(), src.numel(), dst.data<double>());
-  else
-    convert_kernel<double, float><<<grid_for(src.numel()), block_threads>>>(
-        src.data<double>(), src.numel(), dst.data<float>());
-  LRA_CUDA_CHECK_LAUNCH();
+  switch (src.dtype()) {
+    case DType::f32: return convert_from(src.data<float>(), src.numel(), dst);
+    case DType::f64: return convert_from(src.data<double>(), src.numel(), dst);
+    case DType::bf16: return convert_from(src.data<bf16>(), src.numel(), dst);
+  }
 }
 
 void fill_uniform(Tensor& t, uint64_t seed, uint64_t offset, double lo, double hi) {

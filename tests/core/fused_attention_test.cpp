@@ -116,6 +116,59 @@ TEST(FusedAttention, MatchesComposedOpsWithPaddingAndDropout) {
   }
 }
 
+// bf16 q, k, v (storage): the result is the f64 composed attention of the same bf16 values,
+// rounded once to bf16 (relative 2^-9) after f32 arithmetic; lse is f32.
+TEST(FusedAttention, Bf16IsStorageForF32Math) {
+  const int64_t batch = 2, heads = 2, n = 45, d = 16;
+  const Shape shape{batch, heads, n, d};
+  Tensor q = randn(shape, 1, DType::bf16), k = randn(shape, 2, DType::bf16);
+  Tensor v = randn(shape, 3, DType::bf16), g = randn(shape, 4, DType::bf16);
+  Tensor mask = test::tail_padded_mask(batch, n, DType::f32);
+  const double scale = 0.25;
+  const AttentionDropout drop{0.2, 7, 0};
+  FusedAttention f = fused_softmax_attention(q, k, v, mask, scale, drop);
+  EXPECT_EQ(f.out.dtype(), DType::bf16);
+  EXPECT_EQ(f.lse.dtype(), DType::f32);
+  Tensor q64 = q.to(DType::f64), k64 = k.to(DType::f64), v64 = v.to(DType::f64);
+  Tensor mask64 = mask.to(DType::f64);
+  Composed c = composed_forward(q64, k64, v64, mask64, scale, drop);
+  EXPECT_LT(max_rel_diff(f.out, c.out), 0x1p-8) << "out";
+  FusedAttentionGrads fg =
+      fused_softmax_attention_backward(q, k, v, mask, scale, drop, f.lse, f.out, g);
+  for (const Tensor* t : {&fg.dq, &fg.dk, &fg.dv}) EXPECT_EQ(t->dtype(), DType::bf16);
+  // The backward's row term uses the stored (bf16) out: 2^-8 of |O| per row, so a looser
+  // bound on dQ and dK than the rounding of the results alone.
+  Tensor g64 = g.to(DType::f64);
+  Tensor d_weights = mul(matmul(g64, v64, false, true), c.keep);
+  Tensor d_scores = softmax_backward(c.probs, d_weights, scale);
+  EXPECT_LT(max_rel_diff(fg.dq, matmul(d_scores, k64)), 1e-2) << "dq";
+  EXPECT_LT(max_rel_diff(fg.dk, matmul(d_scores, q64, true, false)), 1e-2) << "dk";
+  EXPECT_LT(max_rel_diff(fg.dv, matmul(c.weights, g64, true, false)), 0x1p-8) << "dv";
+}
+
+TEST(FusedAttention, Bf16ReachesOnlyTheOpsThatTakeIt) {
+  Tensor x = randn(Shape{2, 3, 4}, 1, DType::bf16);
+  try {
+    softmax(x, {}, 1.0);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bf16 tensors are not supported"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("softmax"), std::string::npos) << e.what();
+  }
+  // A key mask holds f32 or f64, never bf16.
+  Tensor q = randn(Shape{2, 1, 4, 8}, 2, DType::bf16);
+  Tensor bad_mask = Tensor::full(Shape{2, 4}, 1.0, DType::bf16);
+  try {
+    fused_softmax_attention(q, q, q, bad_mask, 1.0, {});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a key mask holds f32 or f64, got bf16"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(FusedAttention, DropoutOfOneIsRejected) {
   Tensor q = randn(Shape{1, 1, 4, 2}, 1, DType::f64);
   AttentionDropout bad{1.0, 0, 0};

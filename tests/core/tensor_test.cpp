@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
 #include "core/allocator.h"
 #include "core/ops.h"
 #include "core/tensor.h"
@@ -35,6 +41,67 @@ TEST(Tensor, DtypeConversionAndChecks) {
   EXPECT_THROW(t.slice(2, 5), Error);
   EXPECT_THROW(Shape({1, 2, 3, 4, 5}), Error);
   EXPECT_THROW(t.at({3}), Error);
+}
+
+// bf16 conversions against an oracle built independently: every finite non-negative bf16
+// value (its bit pattern as the top half of a float), searched for the nearest one, ties
+// to the even pattern.
+double bf16_oracle(double x, const std::vector<double>& values) {
+  const double a = std::abs(x);
+  auto it = std::lower_bound(values.begin(), values.end(), a);
+  std::size_t hi = static_cast<std::size_t>(it - values.begin()), lo = hi ? hi - 1 : 0;
+  if (hi == values.size()) hi = lo;
+  const double dl = a - values[lo], dh = values[hi] - a;
+  std::size_t pick = dl < dh ? lo : (dh < dl ? hi : (lo % 2 == 0 ? lo : hi));
+  return std::copysign(values[pick], x);
+}
+
+TEST(Tensor, Bf16RoundsOnceToNearestEven) {
+  std::vector<double> values;  // patterns 0x0000 .. 0x7f7f are the finite non-negatives, ascending
+  for (uint32_t bits = 0; bits <= 0x7f7fu; ++bits) {
+    const uint32_t u = bits << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    values.push_back(f);
+  }
+  std::vector<double> xs{1.0 + 0x1p-8,              // tie: to 1 (even)
+                         1.0 + 3 * 0x1p-8,          // tie: to 1 + 2^-6 (even)
+                         -(1.0 + 0x1p-8 + 0x1p-40),  // above the tie: float rounding would lose it
+                         1e-40, -3e-39, 0.0, 65504.0, 3.0e38};
+  uint64_t state = 12345;
+  for (int i = 0; i < 20000; ++i) {  // log-uniform over float's normal range, both signs
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const double u = static_cast<double>(state >> 11) * 0x1p-53;
+    xs.push_back((i % 2 ? -1.0 : 1.0) * std::exp((u * 2 - 1) * 87.0));
+  }
+  Tensor wide = Tensor::from_values(Shape{static_cast<int64_t>(xs.size())}, xs, DType::f64);
+  Tensor narrow = wide.to(DType::bf16);
+  EXPECT_EQ(narrow.dtype(), DType::bf16);
+  EXPECT_EQ(narrow.bytes(), xs.size() * 2);
+  const std::vector<double> back = narrow.to_vector();
+  const std::vector<double> via_f32 = wide.to(DType::f32).to(DType::bf16).to_vector();
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    ASSERT_EQ(back[i], bf16_oracle(xs[i], values)) << "x = " << xs[i];
+    // From f32 (exact in f64) the conversion is the same single rounding.
+    const double f = static_cast<float>(xs[i]);
+    ASSERT_EQ(via_f32[i], bf16_oracle(f, values)) << "x = " << xs[i];
+  }
+  EXPECT_EQ(back[0], 1.0);
+  EXPECT_EQ(back[1], 1.0 + 0x1p-6);
+  EXPECT_EQ(back[2], -(1.0 + 0x1p-7));
+  // Past the largest bf16 by at least half an ulp: infinity. NaN stays NaN.
+  Tensor edge = Tensor::from_values(Shape{3}, {3.4e38, -std::numeric_limits<double>::infinity(),
+                                              std::nan("")}, DType::f32)
+                    .to(DType::bf16);
+  EXPECT_EQ(edge.at({0}), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(edge.at({1}), -std::numeric_limits<double>::infinity());
+  EXPECT_TRUE(std::isnan(edge.at({2})));
+  // fill and from_values round the same way; f32 <-> bf16 round-trips bf16 values exactly.
+  Tensor filled = Tensor::empty(Shape{2}, DType::bf16);
+  filled.fill(1.0 + 3 * 0x1p-8);
+  EXPECT_EQ(filled.at({1}), 1.0 + 0x1p-6);
+  EXPECT_EQ(narrow.to(DType::f32).to(DType::bf16).to_vector(), back);
+  EXPECT_THROW(narrow.data<float>(), Error);
 }
 
 TEST(Tensor, MismatchedShapesNameBothShapes) {

@@ -21,7 +21,8 @@ fs::path gpu_config() {
 
 TEST(SweepCuda, GpuScalingConfigsAreRejectedClearlyWithoutADevice) {
   if (core::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
-  for (const std::string name : {"scaling_gpu.yaml", "scaling_gpu_tf32.yaml"}) {
+  for (const std::string name :
+       {"scaling_gpu.yaml", "scaling_gpu_tf32.yaml", "scaling_gpu_bf16.yaml"}) {
     auto dir = scratch_dir("sweep_cuda_no_device_" + fs::path(name).stem().string());
     auto csv = dir / "scaling.csv";
     auto config = source_dir() / "configs" / "sweeps" / name;
@@ -36,23 +37,25 @@ TEST(SweepCuda, GpuScalingConfigsAreRejectedClearlyWithoutADevice) {
   }
 }
 
-TEST(SweepCuda, Tf32RowsOnTheGpuSayTf32) {
+TEST(SweepCuda, Tf32AndBf16RowsOnTheGpuSayTheirDtype) {
   if (core::cuda_device_count() == 0)
     GTEST_SKIP() << "skipping GPU test: " << core::cuda_unavailable_reason();
-  auto dir = scratch_dir("sweep_cuda_tf32");
-  auto config = dir / "tf32.yaml";
-  write_file(config,
-             "device: cuda\ndtype: tf32\nbatch: [1]\nheads: [2]\nhead_dim: [64]\n"
-             "seq_len: [256]\npasses: [fwd, fwd+bwd]\nbackends: [{type: softmax}]\n"
-             "warmup: 1\nmin_reps: 2\nmin_seconds: 0\n");
-  auto csv = dir / "tf32.csv";
-  auto r = run_lra("sweep " + quote(config.string()) + " --out " + quote(csv.string()));
-  ASSERT_EQ(r.status, 0) << r.output;
-  auto table = core::read_csv(csv.string());
-  ASSERT_EQ(table.rows.size(), 2u);
-  for (const auto& row : table.rows) {
-    EXPECT_EQ(row[table.column("dtype")], "tf32");
-    EXPECT_EQ(row[table.column("status")], "ok") << row[table.column("reason")];
+  for (const std::string dtype : {"tf32", "bf16"}) {
+    auto dir = scratch_dir("sweep_cuda_" + dtype);
+    auto config = dir / (dtype + ".yaml");
+    write_file(config,
+               "device: cuda\ndtype: " + dtype + "\nbatch: [1]\nheads: [2]\nhead_dim: [64]\n"
+               "seq_len: [256]\npasses: [fwd, fwd+bwd]\nbackends: [{type: softmax}]\n"
+               "warmup: 1\nmin_reps: 2\nmin_seconds: 0\n");
+    auto csv = dir / (dtype + ".csv");
+    auto r = run_lra("sweep " + quote(config.string()) + " --out " + quote(csv.string()));
+    ASSERT_EQ(r.status, 0) << r.output;
+    auto table = core::read_csv(csv.string());
+    ASSERT_EQ(table.rows.size(), 2u);
+    for (const auto& row : table.rows) {
+      EXPECT_EQ(row[table.column("dtype")], dtype);
+      EXPECT_EQ(row[table.column("status")], "ok") << row[table.column("reason")];
+    }
   }
 }
 

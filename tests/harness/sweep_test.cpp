@@ -145,6 +145,39 @@ TEST(Sweep, KilledRunResumesWithEveryPointExactlyOnce) {
   EXPECT_EQ(core::read_csv(csv.string()).rows.size(), 8u);
 }
 
+// dtype: bf16 (storage; the fused softmax computes in f32): rows say bf16, the inputs take
+// half the bytes of f32 ones, and the run completes on the CPU.
+TEST(Sweep, Bf16RowsForTheFusedSoftmax) {
+  auto dir = scratch_dir("bf16");
+  write_file(dir / "sweep.yaml", R"(device: cpu
+dtype: bf16
+batch: [1]
+heads: [2]
+head_dim: [8]
+seq_len: [16, 40]
+passes: [fwd, fwd+bwd]
+backends:
+  - {type: softmax}
+warmup: 1
+min_reps: 3
+min_seconds: 0
+seed: 3
+)");
+  auto csv = dir / "out.csv";
+  auto r = run_lra("sweep " + quote((dir / "sweep.yaml").string()) + " --out " + quote(csv.string()));
+  ASSERT_EQ(r.status, 0) << r.output;
+  core::CsvTable t = core::read_csv(csv.string());
+  ASSERT_EQ(t.rows.size(), 4u);
+  for (const auto& row : t.rows) {
+    EXPECT_EQ(row[t.column("dtype")], "bf16");
+    EXPECT_EQ(row[t.column("status")], "ok") << row[t.column("reason")];
+    EXPECT_GT(std::stod(row[t.column("time_ms_median")]), 0.0);
+    // The output alone is [B, H, N, D] bf16 (2 bytes each) beyond the inputs.
+    const int64_t n = std::stoll(row[t.column("seq_len")]);
+    EXPECT_GE(std::stod(row[t.column("peak_bytes")]), 1.0 * 2 * n * 8 * 2);
+  }
+}
+
 TEST(Sweep, BadConfigsAreRejectedWithKeyAndFile) {
   auto dir = scratch_dir("bad");
   struct Case {
@@ -161,6 +194,11 @@ TEST(Sweep, BadConfigsAreRejectedWithKeyAndFile) {
       {"backends: [{type: softmax}]\nbatch: two\n", "batch"},
       {"backends: [{type: softmax}]\ndtype: tf32\n", "dtype: tf32 applies to device cuda only"},
       {"backends: [{type: softmax}]\ndtype: bf32\n", "bf32"},
+      // bf16 is a storage type of the fused softmax only: other backends are named.
+      {"backends: [{type: softmax}, {type: nystrom, landmarks: 4}]\ndtype: bf16\nseq_len: [16]\n",
+       "attention 'nystrom' takes f32 or f64 inputs, not bf16"},
+      {"backends: [{type: softmax, kernel: composed}]\ndtype: bf16\nseq_len: [16]\n",
+       "bf16 runs on the fused kernel"},
   };
   for (std::size_t i = 0; i < cases.size(); ++i) {
     std::string name = "bad";

@@ -2,7 +2,8 @@
 // Runs CUDA kernel source on the CPU, for tests on machines without a GPU: one std::thread
 // per CUDA thread, a std::barrier for __syncthreads, shuffles exchanged through the block,
 // blocks one after another. Only what lra's kernels use (1-D grids and blocks, static and
-// dynamic shared memory, __shfl_xor_sync, the TF32 mma of core/cuda/mma_tf32.cuh). Slow (thousands of threads per launch): small shapes.
+// dynamic shared memory, __shfl_xor_sync, the TF32 and bf16 mma of core/cuda/mma_*.cuh).
+// Slow (thousands of threads per launch): small shapes.
 // Shared memory starts as 0xFF bytes (NaN in f32 and f64), so a read of an element no
 // thread wrote shows in the results. Include this before any kernel header.
 #include <barrier>
@@ -13,6 +14,8 @@
 #include <math.h>
 #include <thread>
 #include <vector>
+
+#include "core/bfloat16.h"
 
 // The kernels' `#pragma unroll` lines are unknown to the host compiler: a test including
 // this header is compiled with -Wno-unknown-pragmas (tests/CMakeLists.txt).
@@ -107,6 +110,39 @@ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
     const int row = g + (e >= 2 ? 8 : 0), col = 2 * tq + (e % 2);
     float acc = 0.0f;
     for (int kk = 0; kk < 8; ++kk) acc += a_at(row, kk) * b_at(kk, col);
+    d[e] += acc;
+  }
+  __syncthreads();
+}
+
+// core/cuda/mma_bf16.cuh on the CPU: the same fragment layout (see there); products of
+// bf16 values (exact in fp32) summed in fp32.
+inline uint32_t pack_bf16x2(float lo, float hi) { return pack_bf16(to_bf16(lo), to_bf16(hi)); }
+
+inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
+  uint32_t* mine = emulated_block->fragments.data() + 6 * t;
+  for (int i = 0; i < 4; ++i) mine[i] = a[i];
+  mine[4] = b[0];
+  mine[5] = b[1];
+  __syncthreads();
+  const uint32_t* frags = emulated_block->fragments.data() + 6 * warp0;
+  auto half = [](uint32_t reg, int which) {
+    return to_float(bf16{static_cast<uint16_t>(which ? reg >> 16 : reg & 0xffffu)});
+  };
+  auto a_at = [&](int row, int col) {  // A (16 x 16)
+    const int owner = (row % 8) * 4 + (col % 8) / 2, reg = (row >= 8 ? 1 : 0) + (col >= 8 ? 2 : 0);
+    return half(frags[6 * owner + reg], col % 2);
+  };
+  auto b_at = [&](int kk, int col) {  // B (16 x 8)
+    const int owner = col * 4 + (kk % 8) / 2, reg = kk >= 8 ? 1 : 0;
+    return half(frags[6 * owner + 4 + reg], kk % 2);
+  };
+  const int g = static_cast<int>(lane / 4), tq = static_cast<int>(lane % 4);
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + (e >= 2 ? 8 : 0), col = 2 * tq + (e % 2);
+    float acc = 0.0f;
+    for (int kk = 0; kk < 16; ++kk) acc += a_at(row, kk) * b_at(kk, col);
     d[e] += acc;
   }
   __syncthreads();
