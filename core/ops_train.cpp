@@ -2,6 +2,7 @@
 #include "core/ops_train.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/cpu/train_kernels.h"
 #include "core/op_checks.h"
@@ -218,15 +219,17 @@ double sum_squares(const Tensor& x) {
 
 Tensor global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_norm) {
   LRA_CHECK(clip_norm >= 0, "global_norm_scale: clip_norm {} is negative", clip_norm);
-  Device d = Device::cpu;
-  if (!tensors.empty()) {
-    d = tensors.front()->device();
-    for (const Tensor* t : tensors) {
-      LRA_CHECK(t->defined(), "global_norm_scale: a tensor is undefined");
-      LRA_CHECK(t->device() == d, "global_norm_scale: tensors on {} and {} — copy one first",
-                device_name(d), device_name(t->device()));
-    }
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor* t = tensors[i];
+    LRA_CHECK(t && t->defined(), "global_norm_scale: tensor {} is undefined", i);
+    const Tensor& first = *tensors.front();
+    LRA_CHECK(t->device() == first.device(),
+              "global_norm_scale: tensor {} is on {}, tensor 0 on {} — copy one first", i,
+              device_name(t->device()), device_name(first.device()));
+    LRA_CHECK(t->dtype() == first.dtype(), "global_norm_scale: tensor {} is {}, tensor 0 {}", i,
+              dtype_name(t->dtype()), dtype_name(first.dtype()));
   }
+  const Device d = tensors.empty() ? Device::cpu : tensors.front()->device();
   if (d == Device::cpu) {
     double sq = 0;
     for (const Tensor* t : tensors) sq += cpu::sum_squares(*t);
@@ -238,57 +241,64 @@ Tensor global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_
     return Tensor::from_values(Shape{2}, {norm, scale}, DType::f64);
   }
 #ifdef LRA_WITH_CUDA
-  Tensor sq = Tensor::empty(Shape{static_cast<int64_t>(tensors.size())}, DType::f64, d);
-  for (std::size_t i = 0; i < tensors.size(); ++i)
-    cuda::sum_squares_to(*tensors[i], sq, static_cast<int64_t>(i));
   Tensor result = Tensor::empty(Shape{2}, DType::f64, d);
-  cuda::clip_scale(sq, clip_norm, result);
+  cuda::global_norm_scale(tensors, clip_norm, result);
   return result;
 #else
   fail_no_cuda("global_norm_scale");
 #endif
 }
 
-namespace {
-void adamw_checked(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p,
-                   const Tensor& norm_scale) {
-  check_same_shape(w, grad, "adamw_update (grad)");
-  check_same_shape(w, m, "adamw_update (m)");
-  check_same_shape(w, v, "adamw_update (v)");
-  check_same_dtype(w, grad, "adamw_update");
-  check_same_dtype(w, m, "adamw_update");
-  check_same_dtype(w, v, "adamw_update");
-  Device d = one_device("adamw_update", {&w, &grad, &m, &v, &norm_scale});
-  LRA_CHECK(p.step >= 1, "adamw_update: step must be >= 1, got {}", p.step);
+void adamw_update_all(const std::vector<Tensor*>& w, const std::vector<const Tensor*>& grads,
+                      const std::vector<Tensor*>& m, const std::vector<Tensor*>& v,
+                      const std::vector<bool>& decay, const AdamWParams& p,
+                      const Tensor& norm_scale) {
+  const std::size_t n = w.size();
+  LRA_CHECK(grads.size() == n && m.size() == n && v.size() == n && decay.size() == n,
+            "adamw_update_all: list lengths differ (w {}, grads {}, m {}, v {}, decay {})", n,
+            grads.size(), m.size(), v.size(), decay.size());
+  LRA_CHECK(p.step >= 1, "adamw_update_all: step must be >= 1, got {}", p.step);
+  const Device d = n > 0 && w.front() ? w.front()->device() : Device::cpu;
+  for (std::size_t i = 0; i < n; ++i) {
+    LRA_CHECK(w[i] && grads[i] && m[i] && v[i] && w[i]->defined() && grads[i]->defined() &&
+                  m[i]->defined() && v[i]->defined(),
+              "adamw_update_all: a tensor of entry {} is undefined", i);
+    const Tensor& wi = *w[i];
+    for (const auto& [name, t] :
+         {std::pair<const char*, const Tensor*>{"grad", grads[i]}, {"m", m[i]}, {"v", v[i]}}) {
+      LRA_CHECK(t->shape() == wi.shape(), "adamw_update_all: entry {}: {} is {}, w is {}", i, name,
+                t->shape_str(), wi.shape_str());
+      LRA_CHECK(t->dtype() == wi.dtype(), "adamw_update_all: entry {}: {} is {}, w is {}", i, name,
+                dtype_name(t->dtype()), dtype_name(wi.dtype()));
+      LRA_CHECK(t->device() == wi.device(), "adamw_update_all: entry {}: {} is on {}, w on {}", i,
+                name, device_name(t->device()), device_name(wi.device()));
+    }
+    LRA_CHECK(wi.dtype() == w.front()->dtype(), "adamw_update_all: entry {} is {}, entry 0 {}", i,
+              dtype_name(wi.dtype()), dtype_name(w.front()->dtype()));
+    LRA_CHECK(wi.device() == d, "adamw_update_all: entry {} is on {}, entry 0 on {}", i,
+              device_name(wi.device()), device_name(d));
+  }
   double grad_scale = p.grad_scale;
   if (norm_scale.defined()) {
     LRA_CHECK(norm_scale.dtype() == DType::f64 && norm_scale.numel() == 2,
-              "adamw_update: norm_scale must be f64 [2] (from global_norm_scale), got {} {}",
+              "adamw_update_all: norm_scale must be f64 [2] (from global_norm_scale), got {} {}",
               dtype_name(norm_scale.dtype()), norm_scale.shape_str());
-    if (d == Device::cpu) grad_scale = norm_scale.data<double>()[1];
+    LRA_CHECK(n == 0 || norm_scale.device() == d,
+              "adamw_update_all: norm_scale is on {}, the tensors on {}",
+              device_name(norm_scale.device()), device_name(d));
+    if (norm_scale.device() == Device::cpu) grad_scale = norm_scale.data<double>()[1];
   }
   if (d == Device::cpu) {
-    cpu::adamw_update(w, grad, m, v, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, grad_scale,
-                      p.step);
+    for (std::size_t i = 0; i < n; ++i)
+      cpu::adamw_update(*w[i], *grads[i], *m[i], *v[i], p.lr, p.beta1, p.beta2, p.eps,
+                        decay[i] ? p.weight_decay : 0.0, grad_scale, p.step);
     return;
   }
 #ifdef LRA_WITH_CUDA
-  cuda::adamw_update(w, grad, m, v, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, grad_scale,
-                     p.step, norm_scale);
+  cuda::adamw_update_all(w, grads, m, v, decay, p, norm_scale);
 #else
-  fail_no_cuda("adamw_update");
+  fail_no_cuda("adamw_update_all");
 #endif
-}
-}  // namespace
-
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
-  adamw_checked(w, grad, m, v, p, Tensor());
-}
-
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p,
-                  const Tensor& norm_scale) {
-  LRA_CHECK(norm_scale.defined(), "adamw_update: norm_scale is undefined");
-  adamw_checked(w, grad, m, v, p, norm_scale);
 }
 
 }  // namespace lra::core

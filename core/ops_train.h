@@ -88,13 +88,19 @@ Tensor cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& l
 Tensor to_device_async(const Tensor& t, Device device);
 
 // ---------------------------------------------------------------- optimizer
-// In double, deterministic order (a fixed partition and tree on CUDA; one device sync).
+// The optimizer step works on lists of tensors (a model's parameters), one call for the
+// whole list: on CUDA a few launches (core/cuda/multi_tensor_kernels.cuh: one per 48
+// tensors, and one more to finish the norm), on the CPU a loop over the list. The same results on
+// both, within rounding: the CUDA sums run in their own fixed order.
+
+// In double, deterministic order (a fixed partition and order on CUDA; one device sync).
 double sum_squares(const Tensor& x);
 
-// The global norm of `tensors` (all on one device) and its clipping factor, without a host
-// sync: returns f64 [2] = [norm, scale] on their device, norm = sqrt(sum of sum_squares)
-// and scale = clip_norm / (norm + 1e-6) when clip_norm > 0 and norm > clip_norm, else 1
-// (NaN when the norm is not finite). Read it with .to_vector() when needed.
+// The global norm of `tensors` (all of one dtype on one device) and its clipping factor,
+// without a host sync: returns f64 [2] = [norm, scale] on their device, norm = sqrt(sum
+// of sum_squares) and scale = clip_norm / (norm + 1e-6) when clip_norm > 0 and norm >
+// clip_norm, else 1 (NaN when the norm is not finite). Read it with .to_vector() when
+// needed. An empty list has norm 0.
 Tensor global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_norm);
 
 struct AdamWParams {
@@ -102,14 +108,19 @@ struct AdamWParams {
   double grad_scale = 1;  // the gradient is multiplied by this (global-norm clipping)
   int64_t step = 1;       // 1-based step for the bias corrections
 };
-// Decoupled weight decay (Loshchilov & Hutter): with g = grad_scale * grad,
+// One AdamW step of every tensor of the list: w[i] with gradient grads[i] and moments m[i],
+// v[i] (same shape as w[i]; every tensor of the lists of one dtype, on one device), the
+// weight decay applied where decay[i] (false for biases and LayerNorm). Decoupled weight
+// decay (Loshchilov & Hutter): with g = grad_scale * grad,
 // m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
 // w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w.
-// Everything on the tensors' device (no host sync on CUDA).
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p);
-// The same with the gradient scale read from element 1 of norm_scale (the result of
-// global_norm_scale, on the same device); p.grad_scale is ignored.
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p,
-                  const Tensor& norm_scale);
+// grad_scale is element 1 of norm_scale when it is defined (the result of
+// global_norm_scale, on the same device; p.grad_scale is then ignored), else p.grad_scale.
+// Everything on the tensors' device (no host sync on CUDA). An error names the first
+// offending list index.
+void adamw_update_all(const std::vector<Tensor*>& w, const std::vector<const Tensor*>& grads,
+                      const std::vector<Tensor*>& m, const std::vector<Tensor*>& v,
+                      const std::vector<bool>& decay, const AdamWParams& p,
+                      const Tensor& norm_scale = Tensor());
 
 }  // namespace lra::core

@@ -36,47 +36,32 @@ AdamW::AdamW(std::vector<core::Parameter*> params, AdamWConfig config)
 
 void AdamW::update(double lr, int64_t step) {
   last_step_ = step;
-  if (!params_.empty() && params_.front()->value.device() != core::Device::cpu) {
-    // Norm, clip factor and update on the device: no host sync.
-    std::vector<const core::Tensor*> grads;
-    for (core::Parameter* p : params_) grads.push_back(&p->grad);
-    norm_scale_ = core::global_norm_scale(grads, config_.clip_norm);
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      core::Parameter* p = params_[i];
-      core::AdamWParams ap;
-      ap.lr = lr;
-      ap.beta1 = config_.beta1;
-      ap.beta2 = config_.beta2;
-      ap.eps = config_.eps;
-      ap.weight_decay = p->decay ? config_.weight_decay : 0.0;
-      ap.step = step;
-      core::adamw_update(p->value, p->grad, m_[i], v_[i], ap, norm_scale_);
-    }
-    return;
-  }
-  double sq = 0;
-  for (core::Parameter* p : params_) sq += core::sum_squares(p->grad);
-  double norm = std::sqrt(sq);
-  LRA_CHECK(std::isfinite(norm), "AdamW: gradient norm is {} at step {}", norm, step);
-  double scale = 1.0;
-  if (config_.clip_norm > 0 && norm > config_.clip_norm) scale = config_.clip_norm / (norm + 1e-6);
+  // The whole list in one call each (a few launches on CUDA, no host sync there).
+  std::vector<core::Tensor*> values, m, v;
+  std::vector<const core::Tensor*> grads;
+  std::vector<bool> decay;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    core::Parameter* p = params_[i];
-    core::AdamWParams ap;
-    ap.lr = lr;
-    ap.beta1 = config_.beta1;
-    ap.beta2 = config_.beta2;
-    ap.eps = config_.eps;
-    ap.weight_decay = p->decay ? config_.weight_decay : 0.0;
-    ap.grad_scale = scale;
-    ap.step = step;
-    core::adamw_update(p->value, p->grad, m_[i], v_[i], ap);
+    values.push_back(&params_[i]->value);
+    grads.push_back(&params_[i]->grad);
+    m.push_back(&m_[i]);
+    v.push_back(&v_[i]);
+    decay.push_back(params_[i]->decay);
   }
-  last_norm_ = norm;
+  norm_scale_ = core::global_norm_scale(grads, config_.clip_norm);
+  // On the CPU the norm is at hand: a non-finite one stops here, before any update.
+  if (norm_scale_.device() == core::Device::cpu) last_grad_norm();
+  core::AdamWParams ap;
+  ap.lr = lr;
+  ap.beta1 = config_.beta1;
+  ap.beta2 = config_.beta2;
+  ap.eps = config_.eps;
+  ap.weight_decay = config_.weight_decay;
+  ap.step = step;
+  core::adamw_update_all(values, grads, m, v, decay, ap, norm_scale_);
 }
 
 double AdamW::last_grad_norm() const {
-  if (!norm_scale_.defined()) return last_norm_;
+  if (!norm_scale_.defined()) return 0.0;
   double norm = norm_scale_.to_vector()[0];
   LRA_CHECK(std::isfinite(norm), "AdamW: gradient norm is {} at step {}", norm, last_step_);
   return norm;

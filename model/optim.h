@@ -45,9 +45,8 @@ class AdamW {
   std::vector<core::Parameter*> params_;
   AdamWConfig config_;
   std::vector<core::Tensor> m_, v_;
-  double last_norm_ = 0;
   int64_t last_step_ = 0;
-  core::Tensor norm_scale_;  // CUDA: [norm, scale] of the last update, on the device
+  core::Tensor norm_scale_;  // [norm, scale] of the last update, on the parameters' device
 };
 
 }  // namespace lra::model

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/ops_train.h"
 #include "core/tensor.h"
 
 namespace lra::core::cuda {
@@ -36,17 +37,20 @@ void cross_entropy_stats(const Tensor& logits, const std::vector<int32_t>& label
 // dst (CUDA, same shape/dtype) = src (host), queued without waiting for queued work.
 void upload_async(const Tensor& src, Tensor& dst);
 void cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& labels, Tensor& dx);
-// Reads the per-block partial sums back and adds them on the host in block order.
+// The sum of squares of x in double: the partial sums of the multi-tensor kernel
+// (core/cuda/multi_tensor_kernels.cuh) read back and added on the host in chunk order.
 double sum_squares(const Tensor& x);
-// out[slot] (f64 on the device) = sum of squares of x, without a host sync.
-void sum_squares_to(const Tensor& x, Tensor& out, int64_t slot);
-// result = [sqrt(sum(sq)), scale] with scale = clip / (norm + 1e-6) when clip > 0 and
-// norm > clip, else 1 (f64 on the device; sq summed in slot order).
-void clip_scale(const Tensor& sq, double clip_norm, Tensor& result);
-// grad_scale_device: undefined (use grad_scale) or an f64 device tensor whose element 1
-// is the scale (the result of clip_scale), so clipping needs no host sync.
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, double grad_scale, int64_t step,
-                  const Tensor& grad_scale_device);
+// result (f64 [2] on the device) = [norm, scale] of `tensors` (one dtype; see
+// core::global_norm_scale): one partial-sums launch per multi_tensor::capacity tensors,
+// then one finishing kernel; no host sync, no atomics, the same bits every run.
+void global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_norm, Tensor& result);
+// core::adamw_update_all on the device (lists validated by the caller; one dtype), one
+// launch per multi_tensor::capacity tensors. grad_scale_device: undefined (use
+// p.grad_scale) or an f64 device tensor whose element 1 is the scale (global_norm_scale's
+// result), so clipping needs no host sync.
+void adamw_update_all(const std::vector<Tensor*>& w, const std::vector<const Tensor*>& grads,
+                      const std::vector<Tensor*>& m, const std::vector<Tensor*>& v,
+                      const std::vector<bool>& decay, const AdamWParams& p,
+                      const Tensor& grad_scale_device);
 
 }  // namespace lra::core::cuda

@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/cuda/check.h"
 #include "core/cuda/kernels.h"
+#include "core/cuda/multi_tensor_kernels.cuh"
 #include "core/cuda/scratch.h"
 #include "core/cuda/train_kernels.h"
 #include "core/dispatch.h"
@@ -241,59 +242,6 @@ __global__ void cross_entropy_backward_kernel(const T* probs, const int32_t* lab
   LRA_GRID_STRIDE(e, total) {
     int64_t i = e / k, j = e % k;
     dx[e] = (probs[e] - (j == labels[i] ? T(1) : T(0))) * inv;
-  }
-}
-
-constexpr int64_t sq_chunk = 1 << 14;  // elements per partial sum (fixed: determinism)
-
-// partial[blockIdx.x] = sum of squares of chunk blockIdx.x, by a fixed tree.
-template <typename T>
-__global__ void sum_squares_partials(const T* x, int64_t n, double* partial) {
-  __shared__ double shared[threads];
-  int64_t begin = blockIdx.x * sq_chunk, end = min(n, begin + sq_chunk);
-  double acc = 0;
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
-    acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-  shared[threadIdx.x] = acc;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.x] = shared[0];
-}
-
-__global__ void sum_in_order(const double* partial, int64_t count, double* out) {
-  double total = 0;
-  for (int64_t i = 0; i < count; ++i) total += partial[i];
-  *out = total;
-}
-
-__global__ void clip_scale_kernel(const double* sq, int64_t count, double clip, double* result) {
-  double total = 0;
-  for (int64_t i = 0; i < count; ++i) total += sq[i];
-  double norm = sqrt(total);
-  double scale = 1.0;
-  if (!isfinite(norm))
-    scale = nan("");  // poisons the update; the trainer checks the norm when it reads it
-  else if (clip > 0 && norm > clip)
-    scale = clip / (norm + 1e-6);
-  result[0] = norm;
-  result[1] = scale;
-}
-
-template <typename T>
-__global__ void adamw_kernel(T* w, const T* grad, T* m, T* v, int64_t n, T b1, T b2, T gs,
-                             const double* gs_device, T step_size, T inv_c2, T decay, T eps) {
-  T scale = gs_device ? static_cast<T>(gs_device[1]) : gs;
-  LRA_GRID_STRIDE(i, n) {
-    T g = grad[i] * scale;
-    T mi = b1 * m[i] + (T(1) - b1) * g;
-    T vi = b2 * v[i] + (T(1) - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    T upd = step_size * mi / (sqrt(vi * inv_c2) + eps);
-    w[i] = w[i] - decay * w[i] - upd;
   }
 }
 
@@ -532,51 +480,118 @@ void cross_entropy_backward(const Tensor& probs, const std::vector<int32_t>& lab
   });
 }
 
-void sum_squares_to(const Tensor& x, Tensor& out, int64_t slot) {
-  int64_t n = x.numel();
-  double* dst = out.data<double>() + slot;
-  if (n == 0) {
-    LRA_CUDA_CHECK(cudaMemset(dst, 0, sizeof(double)));
-    return;
-  }
-  int64_t chunks = (n + sq_chunk - 1) / sq_chunk;
-  Scratch partial(sizeof(double) * static_cast<std::size_t>(chunks));
-  LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
-    sum_squares_partials<T><<<static_cast<unsigned>(chunks), threads>>>(x.data<T>(), n,
-                                                                         partial.as<double>());
-    LRA_CUDA_CHECK_LAUNCH();
-  });
-  sum_in_order<<<1, 1>>>(partial.as<double>(), chunks, dst);
-  LRA_CUDA_CHECK_LAUNCH();
+namespace {
+
+// The sizes of `tensors`, for multi_tensor::plan.
+template <typename P>
+std::vector<int64_t> sizes_of(const std::vector<P>& tensors) {
+  std::vector<int64_t> sizes;
+  sizes.reserve(tensors.size());
+  for (const Tensor* t : tensors) sizes.push_back(t->numel());
+  return sizes;
 }
+
+int64_t blocks_of(const std::vector<multi_tensor::Launch>& plan) {
+  int64_t total = 0;
+  for (const multi_tensor::Launch& l : plan) total += l.blocks();
+  return total;
+}
+
+// Queues the partial sums of squares of `tensors` (one dtype) and their first-chunk flags,
+// one per block of `plan` (partial and first hold blocks_of(plan) each).
+void queue_squares_partials(const std::vector<const Tensor*>& tensors,
+                            const std::vector<multi_tensor::Launch>& plan, double* partial,
+                            unsigned char* first) {
+  if (plan.empty()) return;
+  LRA_DISPATCH_FLOAT(tensors.front()->dtype(), T, [&] {
+    static_assert(sizeof(multi_tensor::SquaresArgs<T>) <= 4000, "kernel parameters above 4 KiB");
+    int64_t offset = 0;
+    for (const multi_tensor::Launch& l : plan) {
+      multi_tensor::SquaresArgs<T> a{};
+      a.table = l.table;
+      for (int s = 0; s < l.table.count; ++s) {
+        const Tensor& x = *tensors[static_cast<std::size_t>(l.index[s])];
+        a.x[s] = x.data<T>();
+        a.n[s] = x.numel();
+      }
+      multi_tensor::squares_partials_kernel<T>
+          <<<static_cast<unsigned>(l.blocks()), multi_tensor::threads>>>(a, partial + offset,
+                                                                         first + offset);
+      LRA_CUDA_CHECK_LAUNCH();
+      offset += l.blocks();
+    }
+  });
+}
+
+}  // namespace
 
 double sum_squares(const Tensor& x) {
-  Tensor out = Tensor::empty(Shape{1}, DType::f64, Device::cuda);
-  sum_squares_to(x, out, 0);
-  double host = 0;
-  LRA_CUDA_CHECK(cudaMemcpy(&host, out.raw_data(), sizeof(double), cudaMemcpyDeviceToHost));
-  return host;
+  const std::vector<multi_tensor::Launch> plan =
+      multi_tensor::plan({x.numel()}, multi_tensor::squares_chunk);
+  const int64_t count = blocks_of(plan);
+  Scratch partial(sizeof(double) * static_cast<std::size_t>(count));
+  Scratch first(static_cast<std::size_t>(count));
+  queue_squares_partials({&x}, plan, partial.as<double>(), first.as<unsigned char>());
+  std::vector<double> host(static_cast<std::size_t>(count));
+  if (count > 0)
+    LRA_CUDA_CHECK(
+        cudaMemcpy(host.data(), partial.ptr, sizeof(double) * host.size(), cudaMemcpyDeviceToHost));
+  double total = 0;  // in chunk order, as norm_scale_kernel adds a tensor's partials
+  for (double p : host) total += p;
+  return total;
 }
 
-void clip_scale(const Tensor& sq, double clip_norm, Tensor& result) {
-  clip_scale_kernel<<<1, 1>>>(sq.data<double>(), sq.numel(), clip_norm, result.data<double>());
+void global_norm_scale(const std::vector<const Tensor*>& tensors, double clip_norm,
+                       Tensor& result) {
+  const std::vector<multi_tensor::Launch> plan =
+      multi_tensor::plan(sizes_of(tensors), multi_tensor::squares_chunk);
+  const int64_t count = blocks_of(plan);
+  Scratch partial(sizeof(double) * static_cast<std::size_t>(count));
+  Scratch first(static_cast<std::size_t>(count));
+  queue_squares_partials(tensors, plan, partial.as<double>(), first.as<unsigned char>());
+  multi_tensor::norm_scale_kernel<><<<1, 1>>>(partial.as<double>(), first.as<unsigned char>(),
+                                              count, clip_norm, result.data<double>());
   LRA_CUDA_CHECK_LAUNCH();
 }
 
-void adamw_update(Tensor& w, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, double grad_scale, int64_t step,
-                  const Tensor& grad_scale_device) {
-  if (w.numel() == 0) return;
+void adamw_update_all(const std::vector<Tensor*>& w, const std::vector<const Tensor*>& grads,
+                      const std::vector<Tensor*>& m, const std::vector<Tensor*>& v,
+                      const std::vector<bool>& decay, const AdamWParams& p,
+                      const Tensor& grad_scale_device) {
+  const std::vector<multi_tensor::Launch> plan =
+      multi_tensor::plan(sizes_of(w), multi_tensor::adamw_chunk);
+  if (plan.empty()) return;
   // Scalars computed on the host as the CPU kernel does.
-  double c1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  double c2 = 1.0 - std::pow(beta2, static_cast<double>(step));
-  const double* gs_dev = grad_scale_device.defined() ? grad_scale_device.data<double>() : nullptr;
-  LRA_DISPATCH_FLOAT(w.dtype(), T, [&] {
-    adamw_kernel<T><<<grid_for(w.numel()), threads>>>(
-        w.data<T>(), grad.data<T>(), m.data<T>(), v.data<T>(), w.numel(), static_cast<T>(beta1),
-        static_cast<T>(beta2), static_cast<T>(grad_scale), gs_dev, static_cast<T>(lr / c1),
-        static_cast<T>(1.0 / c2), static_cast<T>(lr * weight_decay), static_cast<T>(eps));
-    LRA_CUDA_CHECK_LAUNCH();
+  const double c1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
+  const double c2 = 1.0 - std::pow(p.beta2, static_cast<double>(p.step));
+  LRA_DISPATCH_FLOAT(w.front()->dtype(), T, [&] {
+    static_assert(
+        sizeof(multi_tensor::AdamWArgs<T>) + sizeof(multi_tensor::AdamWScalars<T>) <= 4000,
+        "kernel parameters above 4 KiB");
+    multi_tensor::AdamWScalars<T> c{};
+    c.beta1 = static_cast<T>(p.beta1);
+    c.beta2 = static_cast<T>(p.beta2);
+    c.grad_scale = static_cast<T>(p.grad_scale);
+    c.grad_scale_device = grad_scale_device.defined() ? grad_scale_device.data<double>() : nullptr;
+    c.step_size = static_cast<T>(p.lr / c1);
+    c.inv_c2 = static_cast<T>(1.0 / c2);
+    c.eps = static_cast<T>(p.eps);
+    for (const multi_tensor::Launch& l : plan) {
+      multi_tensor::AdamWArgs<T> a{};
+      a.table = l.table;
+      for (int s = 0; s < l.table.count; ++s) {
+        const auto i = static_cast<std::size_t>(l.index[s]);
+        a.w[s] = w[i]->data<T>();
+        a.g[s] = grads[i]->data<T>();
+        a.m[s] = m[i]->data<T>();
+        a.v[s] = v[i]->data<T>();
+        a.n[s] = w[i]->numel();
+        a.decay[s] = static_cast<T>(decay[i] ? p.lr * p.weight_decay : 0.0);
+      }
+      multi_tensor::adamw_kernel<T>
+          <<<static_cast<unsigned>(l.blocks()), multi_tensor::threads>>>(a, c);
+      LRA_CUDA_CHECK_LAUNCH();
+    }
   });
 }
 

@@ -1,7 +1,8 @@
 // The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh,
 // flash_tf32_kernels.cuh, flash_bf16_kernels.cuh), the pseudo-inverse step (pinv_step_kernels.cuh), the depthwise
 // conv (conv_kernels.cuh), the row kernels (row_kernels.cuh: softmax, layer norm, row sums)
-// and the segment means (segment_kernels.cuh), their source compiled as host C++
+// the segment means (segment_kernels.cuh) and the optimizer step over a list of tensors
+// (multi_tensor_kernels.cuh: gradient norm and AdamW), their source compiled as host C++
 // and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
 // barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
 // match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
@@ -13,6 +14,7 @@
 #include "core/cuda/flash_bf16_kernels.cuh"
 #include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
+#include "core/cuda/multi_tensor_kernels.cuh"
 #include "core/cuda/pinv_step_kernels.cuh"
 #include "core/cuda/row_kernels.cuh"
 #include "core/cuda/segment_kernels.cuh"
@@ -30,6 +32,7 @@
 #include "core/ops.h"
 #include "core/ops_attention.h"
 #include "core/ops_fused_attention.h"
+#include "core/ops_train.h"
 #include "core/rng.h"
 
 namespace lra::core {
@@ -588,5 +591,236 @@ TEST(CudaKernelEmulation, SegmentMeansMatchTheCpu) {
     }
 }
 
+// ---------------------------------------------------------------- multi-tensor optimizer
+// The launches of core/cuda/train_ops.cu (global_norm_scale, adamw_update_all), emulated.
+std::vector<int64_t> sizes_of(const std::vector<const Tensor*>& tensors) {
+  std::vector<int64_t> sizes;
+  for (const Tensor* t : tensors) sizes.push_back(t->numel());
+  return sizes;
+}
+
+// Block sizes below the GPU's 256 keep the emulation quick (a thread per CUDA thread):
+// the kernels stride by blockDim.x, and block_sum takes any power of two.
+struct EmulatedPartials {
+  std::vector<double> partial;
+  std::vector<unsigned char> first;
+};
+
+template <typename T>
+EmulatedPartials emulate_partials(const std::vector<const Tensor*>& xs, unsigned block) {
+  using namespace cuda::multi_tensor;
+  const std::vector<Launch> launches = plan(sizes_of(xs), squares_chunk);
+  int64_t count = 0;
+  for (const Launch& l : launches) count += l.blocks();
+  // Poisoned: a partial or flag no block writes shows.
+  EmulatedPartials out{std::vector<double>(static_cast<std::size_t>(count),
+                                           std::numeric_limits<double>::quiet_NaN()),
+                       std::vector<unsigned char>(static_cast<std::size_t>(count), 7)};
+  int64_t offset = 0;
+  for (const Launch& l : launches) {
+    SquaresArgs<T> a{};
+    a.table = l.table;
+    for (int s = 0; s < l.table.count; ++s) {
+      a.x[s] = xs[static_cast<std::size_t>(l.index[s])]->data<T>();
+      a.n[s] = xs[static_cast<std::size_t>(l.index[s])]->numel();
+    }
+    double* pp = out.partial.data() + offset;
+    unsigned char* fp = out.first.data() + offset;
+    test::emulate_launch(static_cast<unsigned>(l.blocks()), block, 0,
+                         [&] { squares_partials_kernel<T>(a, pp, fp); });
+    offset += l.blocks();
+  }
+  for (unsigned char f : out.first) EXPECT_LE(f, 1) << "a first-chunk flag left unwritten";
+  return out;
+}
+
+// [norm, scale] from the partials (f64 [2] on the host).
+Tensor emulate_norm_scale(const EmulatedPartials& parts, double clip) {
+  Tensor result = Tensor::empty(Shape{2}, DType::f64);
+  double* rp = result.data<double>();
+  const auto count = static_cast<int64_t>(parts.partial.size());
+  test::emulate_launch(1, 1, 0, [&] {
+    cuda::multi_tensor::norm_scale_kernel<>(parts.partial.data(), parts.first.data(), count, clip,
+                                            rp);
+  });
+  return result;
+}
+
+template <typename T>
+void emulate_adamw(const std::vector<Tensor*>& w, const std::vector<const Tensor*>& g,
+                   const std::vector<Tensor*>& m, const std::vector<Tensor*>& v,
+                   const std::vector<bool>& decay, const AdamWParams& p, const Tensor& norm_scale,
+                   unsigned block) {
+  using namespace cuda::multi_tensor;
+  std::vector<int64_t> sizes;
+  for (const Tensor* t : w) sizes.push_back(t->numel());
+  const double c1 = 1.0 - std::pow(p.beta1, static_cast<double>(p.step));
+  const double c2 = 1.0 - std::pow(p.beta2, static_cast<double>(p.step));
+  AdamWScalars<T> c{};
+  c.beta1 = static_cast<T>(p.beta1);
+  c.beta2 = static_cast<T>(p.beta2);
+  c.grad_scale = static_cast<T>(p.grad_scale);
+  c.grad_scale_device = norm_scale.defined() ? norm_scale.data<double>() : nullptr;
+  c.step_size = static_cast<T>(p.lr / c1);
+  c.inv_c2 = static_cast<T>(1.0 / c2);
+  c.eps = static_cast<T>(p.eps);
+  for (const Launch& l : plan(sizes, adamw_chunk)) {
+    AdamWArgs<T> a{};
+    a.table = l.table;
+    for (int s = 0; s < l.table.count; ++s) {
+      const auto i = static_cast<std::size_t>(l.index[s]);
+      a.w[s] = w[i]->data<T>();
+      a.g[s] = g[i]->data<T>();
+      a.m[s] = m[i]->data<T>();
+      a.v[s] = v[i]->data<T>();
+      a.n[s] = w[i]->numel();
+      a.decay[s] = static_cast<T>(decay[i] ? p.lr * p.weight_decay : 0.0);
+    }
+    test::emulate_launch(static_cast<unsigned>(l.blocks()), block, 0,
+                         [&] { adamw_kernel<T>(a, c); });
+  }
+}
+
+// 52 tensors of odd sizes (one empty; two of several sum-of-squares chunks, the last
+// partly filled): more than one launch's capacity.
+std::vector<int64_t> optimizer_sizes() {
+  std::vector<int64_t> sizes;
+  const int64_t cycle[] = {1, 7, 1000, 4099};
+  for (int i = 0; i < 52; ++i) sizes.push_back(cycle[i % 4]);
+  sizes[3] = 0;
+  sizes[20] = cuda::multi_tensor::squares_chunk + 1;
+  sizes[40] = 2 * cuda::multi_tensor::squares_chunk + 4099;
+  return sizes;
+}
+
+TEST(CudaKernelEmulation, MultiTensorPlanCoversEveryChunkOnce) {
+  using namespace cuda::multi_tensor;
+  const std::vector<int64_t> sizes = optimizer_sizes();
+  for (int64_t chunk : {squares_chunk, adamw_chunk}) {
+    const std::vector<Launch> launches = plan(sizes, chunk);
+    ASSERT_EQ(launches.size(), 2u) << "51 non-empty tensors: two launches of at most 48";
+    std::vector<int> seen;
+    for (const Launch& l : launches) {
+      ASSERT_GE(l.table.count, 1);
+      ASSERT_LE(l.table.count, capacity);
+      EXPECT_EQ(l.table.first_block[0], 0);
+      for (int32_t b = 0; b < l.blocks(); ++b) {
+        const int s = l.table.slot_of(b);
+        ASSERT_TRUE(s >= 0 && s < l.table.count) << b;
+        EXPECT_TRUE(l.table.first_block[s] <= b && b < l.table.first_block[s + 1]) << b;
+      }
+      for (int s = 0; s < l.table.count; ++s) {
+        const int64_t n = sizes[static_cast<std::size_t>(l.index[s])];
+        EXPECT_EQ(l.table.first_block[s + 1] - l.table.first_block[s], (n + chunk - 1) / chunk);
+        seen.push_back(l.index[s]);
+      }
+    }
+    std::vector<int> want;
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      if (sizes[i] > 0) want.push_back(static_cast<int>(i));
+    EXPECT_EQ(seen, want) << "every non-empty tensor once, in list order";
+  }
+  EXPECT_TRUE(plan({0, 0}, adamw_chunk).empty());
+  EXPECT_TRUE(plan({}, adamw_chunk).empty());
+}
+
+TEST(CudaKernelEmulation, MultiTensorNormAndAdamWMatchTheCpu) {
+  const std::vector<int64_t> sizes = optimizer_sizes();
+  const std::size_t n = sizes.size();
+  auto const_ptrs = [](std::vector<Tensor>& ts) {
+    std::vector<const Tensor*> out;
+    for (Tensor& t : ts) out.push_back(&t);
+    return out;
+  };
+  auto ptrs = [](std::vector<Tensor>& ts) {
+    std::vector<Tensor*> out;
+    for (Tensor& t : ts) out.push_back(&t);
+    return out;
+  };
+  auto run = [&](auto type_tag, DType dtype) {
+    using T = decltype(type_tag);
+    SCOPED_TRACE(dtype_name(dtype));
+    std::vector<Tensor> w0, grads1, grads2;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Shape shape{sizes[i]};
+      w0.push_back(randn(shape, 100 + i, dtype));
+      grads1.push_back(randn(shape, 300 + i, dtype, 0.5));
+      grads2.push_back(randn(shape, 500 + i, dtype, 2.0));
+    }
+    const std::vector<const Tensor*> g1 = const_ptrs(grads1), g2 = const_ptrs(grads2);
+
+    // The norm and its clip scale (the GPU's block size): clipping off, clipped, not clipped.
+    const EmulatedPartials parts = emulate_partials<T>(g2, cuda::multi_tensor::threads);
+    const double norm = global_norm_scale(g2, 0.0).to_vector()[0];
+    for (double clip : {0.0, 0.5 * norm, 2.0 * norm}) {
+      const std::vector<double> want = global_norm_scale(g2, clip).to_vector();
+      const std::vector<double> got = emulate_norm_scale(parts, clip).to_vector();
+      EXPECT_NEAR(got[0], want[0], 1e-13 * want[0]) << "norm, clip " << clip;
+      EXPECT_NEAR(got[1], want[1], 1e-13) << "scale, clip " << clip;
+    }
+    EXPECT_LT(global_norm_scale(g2, 0.5 * norm).to_vector()[1], 0.6) << "the clipped case clips";
+    // The order of the sum: each tensor's partials in chunk order, then the tensor sums in
+    // list order (that of the per-tensor kernels this replaced): the same bits.
+    double total = 0;
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      double tensor = 0;
+      for (int64_t c = 0; c < (sizes[i] + cuda::multi_tensor::squares_chunk - 1) /
+                                  cuda::multi_tensor::squares_chunk;
+           ++c)
+        tensor += parts.partial.at(k++);
+      total += tensor;
+    }
+    EXPECT_EQ(k, parts.partial.size());
+    EXPECT_EQ(emulate_norm_scale(parts, 0.0).to_vector()[0], std::sqrt(total)) << "nested order";
+    // A non-finite gradient: an infinite norm and a NaN scale, as on the CPU.
+    Tensor bad =
+        Tensor::from_values(Shape{3}, {1.0, std::numeric_limits<double>::infinity(), 2.0}, dtype);
+    const std::vector<const Tensor*> with_bad{g1[0], g1[2], &bad};
+    const std::vector<double> bad_want = global_norm_scale(with_bad, 1.0).to_vector();
+    const std::vector<double> bad_got =
+        emulate_norm_scale(emulate_partials<T>(with_bad, 32), 1.0).to_vector();
+    EXPECT_EQ(bad_got[0], bad_want[0]);
+    EXPECT_TRUE(std::isnan(bad_got[1]) && std::isnan(bad_want[1]));
+    // An empty list: norm 0, scale 1.
+    EXPECT_EQ(emulate_norm_scale(emulate_partials<T>({}, 32), 1.0).to_vector(),
+              (std::vector<double>{0.0, 1.0}));
+
+    // Two AdamW steps: the first with a host scale, the second with the (clipped) scale of
+    // the norm kernel; weight decay on two tensors of three.
+    std::vector<Tensor> cw, cm, cv, ew, em, ev;
+    std::vector<bool> decay;
+    for (std::size_t i = 0; i < n; ++i) {
+      cw.push_back(w0[i].clone());
+      ew.push_back(w0[i].clone());
+      for (auto* moments : {&cm, &cv, &em, &ev})
+        moments->push_back(Tensor::zeros(w0[i].shape(), dtype));
+      decay.push_back(i % 3 != 1);
+    }
+    AdamWParams p;
+    p.lr = 1e-2;
+    p.weight_decay = 0.1;
+    p.step = 1;
+    p.grad_scale = 0.7;
+    adamw_update_all(ptrs(cw), g1, ptrs(cm), ptrs(cv), decay, p);
+    emulate_adamw<T>(ptrs(ew), g1, ptrs(em), ptrs(ev), decay, p, Tensor(), 64);
+    p.step = 2;
+    p.grad_scale = 123.0;  // ignored: the scale comes from norm_scale
+    adamw_update_all(ptrs(cw), g2, ptrs(cm), ptrs(cv), decay, p, global_norm_scale(g2, 0.5 * norm));
+    emulate_adamw<T>(ptrs(ew), g2, ptrs(em), ptrs(ev), decay, p,
+                     emulate_norm_scale(parts, 0.5 * norm), 64);
+    const double tol = dtype == DType::f64 ? 1e-13 : 1e-6;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (sizes[i] == 0) continue;
+      SCOPED_TRACE(::testing::Message() << "tensor " << i << " of " << sizes[i]);
+      EXPECT_LE(rel_error(ew[i], cw[i], "w"), tol) << "w";
+      EXPECT_LE(rel_error(em[i], cm[i], "m"), tol) << "m";
+      EXPECT_LE(rel_error(ev[i], cv[i], "v"), tol) << "v";
+      EXPECT_GT(rel_error(cw[i], w0[i], "moved"), 1e-4) << "the step moves w";
+    }
+  };
+  run(double{}, DType::f64);
+  run(float{}, DType::f32);
+}
 }  // namespace
 }  // namespace lra::core

@@ -190,31 +190,86 @@ TEST_P(CudaTrainOps, SumSquaresAndGlobalNormDeterministic) {
   }
 }
 
-TEST_P(CudaTrainOps, AdamWStepsMatchCpu) {
-  Tensor w = randn(Shape{513, 7}), m = Tensor::zeros(w.shape(), dtype()),
-         v = Tensor::zeros(w.shape(), dtype());
-  Tensor gw = gpu(w), gm = gpu(m), gv = gpu(v);
+// The optimizer step over a list of tensors (core/cuda/multi_tensor_kernels.cuh): 52
+// tensors of odd sizes (one empty, one of several sum-of-squares chunks), more than one
+// launch holds, weight decay on two of three; host and device clip scales.
+TEST_P(CudaTrainOps, MultiTensorAdamWAndNormMatchCpu) {
+  std::vector<int64_t> sizes;
+  const int64_t cycle[] = {1, 7, 1000, 4099};
+  for (int i = 0; i < 52; ++i) sizes.push_back(cycle[i % 4]);
+  sizes[3] = 0;
+  sizes[40] = 70001;
+  const std::size_t n = sizes.size();
+  std::vector<Tensor> cw, cm, cv, gw, gm, gv;
+  std::vector<bool> decay;
+  for (std::size_t i = 0; i < n; ++i) {
+    Tensor w = randn(Shape{sizes[i]});
+    cw.push_back(w);
+    gw.push_back(gpu(w));
+    cm.push_back(Tensor::zeros(w.shape(), dtype()));
+    cv.push_back(Tensor::zeros(w.shape(), dtype()));
+    gm.push_back(gpu(cm.back()));
+    gv.push_back(gpu(cv.back()));
+    decay.push_back(i % 3 != 1);
+  }
+  auto ptrs = [](std::vector<Tensor>& ts) {
+    std::vector<Tensor*> out;
+    for (Tensor& t : ts) out.push_back(&t);
+    return out;
+  };
+  auto const_ptrs = [](std::vector<Tensor>& ts) {
+    std::vector<const Tensor*> out;
+    for (Tensor& t : ts) out.push_back(&t);
+    return out;
+  };
   for (int64_t step = 1; step <= 4; ++step) {
-    Tensor grad = randn(w.shape());
-    Tensor ggrad = gpu(grad);
+    std::vector<Tensor> grads, ggrads;
+    for (std::size_t i = 0; i < n; ++i) {
+      grads.push_back(randn(Shape{sizes[i]}, step % 2 ? 0.5 : 2.0));
+      ggrads.push_back(gpu(grads.back()));
+    }
     AdamWParams p;
     p.lr = 1e-2;
     p.weight_decay = 0.1;
     p.step = step;
     if (step % 2 == 1) {
       p.grad_scale = 0.7;
-      adamw_update(w, grad, m, v, p);
-      adamw_update(gw, ggrad, gm, gv, p);
-    } else {  // scale from the device (clipping without a host sync)
-      Tensor cpu_scale = global_norm_scale({&grad}, 1.0);
-      Tensor gpu_scale = global_norm_scale({&ggrad}, 1.0);
-      adamw_update(w, grad, m, v, p, cpu_scale);
-      adamw_update(gw, ggrad, gm, gv, p, gpu_scale);
+      adamw_update_all(ptrs(cw), const_ptrs(grads), ptrs(cm), ptrs(cv), decay, p);
+      adamw_update_all(ptrs(gw), const_ptrs(ggrads), ptrs(gm), ptrs(gv), decay, p);
+    } else {  // the scale from the device (clipping without a host sync)
+      const double clip = 0.5 * global_norm_scale(const_ptrs(grads), 0.0).to_vector()[0];
+      Tensor cpu_scale = global_norm_scale(const_ptrs(grads), clip);
+      poison(Shape{2}, DType::f64);
+      Tensor gpu_scale = global_norm_scale(const_ptrs(ggrads), clip);
+      ASSERT_EQ(gpu_scale.device(), Device::cuda);
+      std::vector<double> want = cpu_scale.to_vector(), got = gpu_scale.to_vector();
+      EXPECT_NEAR(got[0], want[0], 1e-12 * want[0]) << "norm";
+      EXPECT_NEAR(got[1], want[1], 1e-12) << "scale";
+      EXPECT_LT(got[1], 0.6) << "clipped";
+      // Same bits run to run, and the order of the per-tensor sums: each tensor's sum of
+      // squares (its chunks in order), the tensors in list order.
+      std::vector<double> again = global_norm_scale(const_ptrs(ggrads), clip).to_vector();
+      EXPECT_EQ(std::memcmp(again.data(), got.data(), 2 * sizeof(double)), 0) << "run to run";
+      double total = 0;
+      for (const Tensor& g : ggrads) total += sum_squares(g);
+      EXPECT_EQ(got[0], std::sqrt(total)) << "per-tensor order";
+      p.grad_scale = 123.0;  // ignored
+      adamw_update_all(ptrs(cw), const_ptrs(grads), ptrs(cm), ptrs(cv), decay, p, cpu_scale);
+      adamw_update_all(ptrs(gw), const_ptrs(ggrads), ptrs(gm), ptrs(gv), decay, p, gpu_scale);
     }
   }
-  expect_close(gw, w, "adamw w");
-  expect_close(gm, m, "adamw m");
-  expect_close(gv, v, "adamw v");
+  for (std::size_t i = 0; i < n; ++i) {
+    if (sizes[i] == 0) continue;
+    SCOPED_TRACE(::testing::Message() << "tensor " << i << " of " << sizes[i]);
+    expect_close(gw[i], cw[i], "adamw w");
+    expect_close(gm[i], cm[i], "adamw m");
+    expect_close(gv[i], cv[i], "adamw v");
+  }
+  // A list on two devices is rejected, naming the entry.
+  Tensor extra = randn(Shape{3});
+  std::vector<const Tensor*> mixed = const_ptrs(gw);
+  mixed.push_back(&extra);
+  EXPECT_THROW(global_norm_scale(mixed, 1.0), Error);
 }
 
 TEST_P(CudaTrainOps, MixedDevicesAreRejected) {

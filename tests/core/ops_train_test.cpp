@@ -5,7 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "tests/support/grad_check.h"
 
@@ -161,27 +165,129 @@ TEST(OpsTrain, SumSquaresAndBiasInPlace) {
 }
 
 TEST(OpsTrain, AdamWMatchesClosedFormSteps) {
-  // Three steps of AdamW against the update written out in f64 here.
-  Tensor w = randn(Shape{6}, 17), m = Tensor::zeros(Shape{6}, DType::f64),
-         v = Tensor::zeros(Shape{6}, DType::f64);
-  std::vector<double> ew = w.to_vector(), em(6, 0.0), ev(6, 0.0);
+  // Three steps of AdamW over a list of two tensors (weight decay on the first only)
+  // against the update written out in f64 here; the scale from the host, then from
+  // global_norm_scale's result.
+  Tensor w = randn(Shape{6}, 17), b = randn(Shape{2, 2}, 18);
+  std::vector<Tensor*> ws{&w, &b}, ms, vs;
+  std::vector<Tensor> moments;
+  for (int k = 0; k < 4; ++k)
+    moments.push_back(Tensor::zeros(k % 2 ? b.shape() : w.shape(), DType::f64));
+  ms = {&moments[0], &moments[1]};
+  vs = {&moments[2], &moments[3]};
+  std::vector<std::vector<double>> ew{w.to_vector(), b.to_vector()}, em, ev;
+  for (const auto& e : ew) {
+    em.emplace_back(e.size(), 0.0);
+    ev.emplace_back(e.size(), 0.0);
+  }
   AdamWParams p;
   p.lr = 0.01;
   p.weight_decay = 0.1;
-  p.grad_scale = 0.5;
   for (int64_t step = 1; step <= 3; ++step) {
-    Tensor g = randn(Shape{6}, 100 + static_cast<uint64_t>(step));
+    Tensor gw = randn(w.shape(), 100 + static_cast<uint64_t>(step));
+    Tensor gb = randn(b.shape(), 200 + static_cast<uint64_t>(step));
+    std::vector<const Tensor*> gs{&gw, &gb};
     p.step = step;
-    adamw_update(w, g, m, v, p);
-    for (std::size_t i = 0; i < 6; ++i) {
-      double gi = g.to_vector()[i] * 0.5;
-      em[i] = 0.9 * em[i] + 0.1 * gi;
-      ev[i] = 0.999 * ev[i] + 0.001 * gi * gi;
-      double mh = em[i] / (1 - std::pow(0.9, step)), vh = ev[i] / (1 - std::pow(0.999, step));
-      ew[i] = ew[i] - 0.01 * 0.1 * ew[i] - 0.01 * mh / (std::sqrt(vh) + 1e-6);
+    double scale = 0.5;
+    if (step == 1) {
+      p.grad_scale = scale;
+      adamw_update_all(ws, gs, ms, vs, {true, false}, p);
+    } else {
+      Tensor ns = global_norm_scale(gs, 1.0);
+      scale = ns.to_vector()[1];
+      EXPECT_LT(scale, 1.0);  // 10 N(0, 1) draws: a norm above 1 (clipped)
+      adamw_update_all(ws, gs, ms, vs, {true, false}, p, ns);
+    }
+    for (std::size_t t = 0; t < 2; ++t) {
+      std::vector<double> g = gs[t]->to_vector();
+      double wd = t == 0 ? 0.1 : 0.0;
+      for (std::size_t i = 0; i < g.size(); ++i) {
+        double gi = g[i] * scale;
+        em[t][i] = 0.9 * em[t][i] + 0.1 * gi;
+        ev[t][i] = 0.999 * ev[t][i] + 0.001 * gi * gi;
+        double mh = em[t][i] / (1 - std::pow(0.9, step)),
+               vh = ev[t][i] / (1 - std::pow(0.999, step));
+        ew[t][i] = ew[t][i] - 0.01 * wd * ew[t][i] - 0.01 * mh / (std::sqrt(vh) + 1e-6);
+      }
     }
   }
-  for (int64_t i = 0; i < 6; ++i) EXPECT_NEAR(w.at({i}), ew[static_cast<std::size_t>(i)], 1e-12);
+  for (std::size_t t = 0; t < 2; ++t) {
+    std::vector<double> got = ws[t]->to_vector();
+    for (std::size_t i = 0; i < got.size(); ++i)
+      EXPECT_NEAR(got[i], ew[t][i], 1e-12) << t << " " << i;
+  }
+}
+
+// The error names the first offending list entry.
+void expect_error_naming(const std::function<void()>& call, const std::string& part) {
+  try {
+    call();
+    ADD_FAILURE() << "no error; expected one naming \"" << part << "\"";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+TEST(OpsTrain, OptimizerListsAreValidated) {
+  Tensor w0 = randn(Shape{3}, 1), w1 = randn(Shape{2, 2}, 2);
+  Tensor g0 = randn(Shape{3}, 3), g1 = randn(Shape{2, 2}, 4), g1_wrong = randn(Shape{4}, 5);
+  Tensor m0 = Tensor::zeros(Shape{3}, DType::f64), m1 = Tensor::zeros(Shape{2, 2}, DType::f64);
+  Tensor v0 = m0.clone(), v1 = m1.clone();
+  Tensor m1_f32 = Tensor::zeros(Shape{2, 2}, DType::f32);
+  AdamWParams p;
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0, &w1}, {&g0}, {&m0, &m1}, {&v0, &v1}, {true, true}, p);
+      },
+      "list lengths differ");
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0, &w1}, {&g0, &g1}, {&m0, &m1}, {&v0, &v1}, {true}, p);
+      },
+      "decay 1");
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0, &w1}, {&g0, &g1_wrong}, {&m0, &m1}, {&v0, &v1}, {true, true}, p);
+      },
+      "entry 1: grad is [4]");
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0, &w1}, {&g0, &g1}, {&m0, &m1_f32}, {&v0, &v1}, {true, true}, p);
+      },
+      "entry 1: m is f32");
+  Tensor undefined;
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0, &w1}, {&g0, &g1}, {&m0, &m1}, {&undefined, &v1}, {true, true}, p);
+      },
+      "entry 0 is undefined");
+  Tensor w1_f32 = Tensor::zeros(Shape{2, 2}, DType::f32), g1_f32 = w1_f32.clone(),
+         v1_f32 = w1_f32.clone();
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0, &w1_f32}, {&g0, &g1_f32}, {&m0, &m1_f32}, {&v0, &v1_f32},
+                         {true, true}, p);
+      },
+      "entry 1 is f32, entry 0 f64");
+  expect_error_naming(
+      [&] {
+        adamw_update_all({&w0}, {&g0}, {&m0}, {&v0}, {true}, p,
+                         Tensor::zeros(Shape{2}, DType::f32));
+      },
+      "norm_scale must be f64 [2]");
+  AdamWParams p0;
+  p0.step = 0;
+  expect_error_naming([&] { adamw_update_all({&w0}, {&g0}, {&m0}, {&v0}, {true}, p0); }, "step");
+  expect_error_naming(
+      [&] {
+        global_norm_scale({&g0, &g1, &undefined}, 1.0);
+      },
+      "tensor 2 is undefined");
+  expect_error_naming([&] { global_norm_scale({&g0, &g1_f32}, 1.0); }, "tensor 1 is f32");
+  expect_error_naming([&] { global_norm_scale({&g0}, -1.0); }, "negative");
+  // Empty lists are fine: no update, norm 0.
+  adamw_update_all({}, {}, {}, {}, {}, p);
+  EXPECT_EQ(global_norm_scale({}, 1.0).to_vector(), (std::vector<double>{0.0, 1.0}));
 }
 
 }  // namespace
