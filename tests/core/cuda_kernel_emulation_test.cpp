@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/attention_masks.h"
+#include "tests/support/emulation_checks.h"
 
 #include <algorithm>
 #include <cmath>
@@ -39,30 +40,9 @@ namespace lra::core {
 namespace {
 
 Tensor randn(const Shape& shape, uint64_t seed, DType dtype, double scale = 1.0) {
-  Tensor t = Tensor::empty(shape, dtype);
-  fill_normal(t, seed, 0, 0.0, scale);
-  return t;
+  return test::emulation_randn(shape, seed, dtype, scale);
 }
-
-// Max abs error relative to the largest reference magnitude (at least `floor`: a reference
-// that is zero but for rounding, as dZ at m = 1, is compared against its inputs' scale);
-// non-finite references must be matched exactly, and every result must be finite where the
-// reference is.
-double rel_error(const Tensor& got, const Tensor& want, const char* what, double floor = 1e-30) {
-  auto g = got.to_vector(), w = want.to_vector();
-  EXPECT_EQ(g.size(), w.size()) << what;
-  double scale = floor, err = 0;
-  for (std::size_t i = 0; i < w.size(); ++i) {
-    if (!std::isfinite(w[i])) {
-      EXPECT_EQ(g[i], w[i]) << what << " element " << i;
-      continue;
-    }
-    if (!std::isfinite(g[i])) return std::numeric_limits<double>::infinity();
-    scale = std::max(scale, std::abs(w[i]));
-    err = std::max(err, std::abs(g[i] - w[i]));
-  }
-  return err / scale;
-}
+using test::rel_error;
 
 // delta = rowdot(dO, O) as the CUDA backward takes it (cuda::row_dot: row_reduce_kernel).
 template <typename T>
