@@ -49,17 +49,36 @@ template <int DMAX> size_t dq_bf16_smem() {
 // Two neighbouring bf16 of a shared tile as one register (the lower index in the low half).
 __device__ inline uint32_t pair_at(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a row-major tile and, when
-// `cols` is not null, into a transposed one as well; zero past N and d.
+struct alignas(8) Bf16x4 {
+  bf16 v[4];
+};
+
+// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a row-major tile (when `rows`
+// is not null) and a transposed one (when `cols` is not null); zero past N and d. Four
+// neighbours per 8-byte load where the rows allow it (d % 4 == 0, src 8-byte aligned: then
+// every row starts aligned too), else one element per load.
 template <int DMAX>
 __device__ inline void load_bf16_tile(const bf16* __restrict__ src, int64_t r0, const Geometry& g,
                                       bf16* rows, bf16* cols) {
   constexpr int LD = bf16_row_ld<DMAX>();
+  if (g.d % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 8 == 0) {
+    for (int idx = threadIdx.x; idx < mma_keys * DMAX / 4; idx += mma_threads) {
+      const int r = idx / (DMAX / 4), c = idx % (DMAX / 4) * 4;
+      const int64_t row = r0 + r;
+      Bf16x4 x{};
+      if (row < g.n && c < g.d) x = *reinterpret_cast<const Bf16x4*>(src + row * g.d + c);
+      if (rows) *reinterpret_cast<Bf16x4*>(rows + r * LD + c) = x;
+      if (cols)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) cols[(c + e) * bf16_col_ld + r] = x.v[e];
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
     const int r = idx / DMAX, c = idx % DMAX;
     const int64_t row = r0 + r;
     const bf16 x = (row < g.n && c < g.d) ? src[row * g.d + c] : bf16{};
-    rows[r * LD + c] = x;
+    if (rows) rows[r * LD + c] = x;
     if (cols) cols[c * bf16_col_ld + r] = x;
   }
 }
@@ -167,11 +186,7 @@ __global__ void __launch_bounds__(mma_threads)
   for (int64_t j0 = 0; j0 < g.n; j0 += mma_keys) {
     __syncthreads();  // the previous tile's readers are done
     load_bf16_tile<DMAX>(k + base, j0, g, ks, nullptr);
-    for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
-      const int r = idx / DMAX, c = idx % DMAX;  // V only transposed: it is only a B operand
-      const int64_t key = j0 + r;
-      vt[c * bf16_col_ld + r] = (key < g.n && c < g.d) ? v[base + key * g.d + c] : bf16{};
-    }
+    load_bf16_tile<DMAX>(v + base, j0, g, nullptr, vt);  // V is only ever a B operand
     for (int jj = threadIdx.x; jj < mma_keys; jj += mma_threads) real[jj] = key_is_real(g, b, j0 + jj);
     __syncthreads();
 

@@ -25,8 +25,38 @@
 
 namespace lra::core::cuda::flash {
 
+struct alignas(16) Float4 {
+  float x, y, z, w;
+};
+
 template <int DMAX> size_t forward_tf32_smem() {
   return 2 * mma_keys * (DMAX + 4) * sizeof(float) + mma_keys;
+}
+
+// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a [64][LD] tile, zero-padded,
+// rounded to TF32 on the way in (every fragment read from it is then a bit copy). Four
+// neighbours per 16-byte load where the rows allow it (d % 4 == 0, src 16-byte aligned:
+// then every row starts aligned too), else one float per load.
+template <int DMAX>
+__device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0, const Geometry& g,
+                                      float* tile) {
+  constexpr int LD = DMAX + 4;
+  if (g.d % 4 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+    for (int idx = threadIdx.x; idx < mma_keys * DMAX / 4; idx += mma_threads) {
+      const int r = idx / (DMAX / 4), c = idx % (DMAX / 4) * 4;
+      const int64_t row = r0 + r;
+      Float4 x{0.0f, 0.0f, 0.0f, 0.0f};
+      if (row < g.n && c < g.d) x = *reinterpret_cast<const Float4*>(src + row * g.d + c);
+      *reinterpret_cast<Float4*>(tile + r * LD + c) =
+          Float4{round_tf32(x.x), round_tf32(x.y), round_tf32(x.z), round_tf32(x.w)};
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
+    const int r = idx / DMAX, c = idx % DMAX;
+    const int64_t row = r0 + r;
+    tile[r * LD + c] = (row < g.n && c < g.d) ? round_tf32(src[row * g.d + c]) : 0.0f;
+  }
 }
 
 __device__ inline float q_element(const float* q, int64_t base, const Geometry& g, int64_t row,
@@ -70,13 +100,8 @@ __global__ void __launch_bounds__(mma_threads)
 
   for (int64_t j0 = 0; j0 < g.n; j0 += mma_keys) {
     __syncthreads();  // the previous tile's readers are done
-    for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
-      const int r = idx / DMAX, c = idx % DMAX;
-      const int64_t key = j0 + r;
-      const bool inside = key < g.n && c < g.d;
-      ks[r * LD + c] = inside ? round_tf32(k[base + key * g.d + c]) : 0.0f;
-      vs[r * LD + c] = inside ? round_tf32(v[base + key * g.d + c]) : 0.0f;
-    }
+    load_tf32_tile<DMAX>(k + base, j0, g, ks);
+    load_tf32_tile<DMAX>(v + base, j0, g, vs);
     for (int jj = threadIdx.x; jj < mma_keys; jj += mma_threads) real[jj] = key_is_real(g, b, j0 + jj);
     __syncthreads();
 
@@ -138,19 +163,6 @@ __global__ void __launch_bounds__(mma_threads)
 // of the other side, tiles in shared memory with rows D + 4 floats apart.
 template <int DMAX> size_t backward_tf32_smem() {
   return 4 * mma_keys * (DMAX + 4) * sizeof(float) + 2 * mma_keys * sizeof(float) + mma_keys;
-}
-
-// Rows [r0, r0 + 64) of one (batch, head)'s [N, d] matrix into a [64][LD] tile, zero-padded,
-// rounded to TF32 on the way in (every fragment read from it is then a bit copy).
-template <int DMAX>
-__device__ inline void load_tf32_tile(const float* __restrict__ src, int64_t r0, const Geometry& g,
-                                      float* tile) {
-  constexpr int LD = DMAX + 4;
-  for (int idx = threadIdx.x; idx < mma_keys * DMAX; idx += mma_threads) {
-    const int r = idx / DMAX, c = idx % DMAX;
-    const int64_t row = r0 + r;
-    tile[r * LD + c] = (row < g.n && c < g.d) ? round_tf32(src[row * g.d + c]) : 0.0f;
-  }
 }
 
 // acc[nt] += A (the warp's 16 rows of `a`, all of the head dim) times Bᵀ, B = 64 rows of `b`:

@@ -205,6 +205,7 @@ TEST(CudaKernelEmulation, FlashSoftmaxTf32MatchesTheCpuKernel) {
   check_flash_tf32(2, 1, 130, 64, 0.2, true);   // several key and query tiles, dropout
   check_flash_tf32(1, 1, 70, 100, 0.1, false);  // D = 100 in the 128-wide tile
   check_flash_tf32(1, 1, 1, 1, 0.0, false);     // one token
+  check_flash_tf32(1, 2, 70, 6, 0.0, true);     // D % 4 != 0: the element-wise tile loads
 }
 
 template <int DMAX>
@@ -282,6 +283,7 @@ TEST(CudaKernelEmulation, FlashSoftmaxBf16MatchesTheCpuKernel) {
   check_flash_bf16(2, 1, 130, 64, 0.2, true);   // several key and query tiles, dropout
   check_flash_bf16(1, 1, 70, 100, 0.1, false);  // D = 100 in the 128-wide tile
   check_flash_bf16(1, 1, 1, 1, 0.0, false);     // one token
+  check_flash_bf16(1, 2, 70, 6, 0.0, true);     // D % 4 != 0: the element-wise tile loads
 }
 
 template <typename T>
