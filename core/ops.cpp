@@ -9,6 +9,7 @@
 #include "core/op_checks.h"
 #ifdef LRA_WITH_CUDA
 #include "core/cuda/kernels.h"
+#include "core/cuda/matmul_softmax.h"
 // Runs the kernel of the device the op's tensors live on.
 #define LRA_RUN(device, fn, ...) \
   ((device) == Device::cuda ? cuda::fn(__VA_ARGS__) : cpu::fn(__VA_ARGS__))
@@ -72,10 +73,37 @@ Tensor product_like(const Tensor& a, bool ta, const Tensor& b, bool tb) {
   return Tensor::empty(Shape(dims), a.dtype(), a.device());
 }
 
-// The fused CPU kernels of matmul_softmax take products the thin GEMM kernel suits.
-bool fused_product(const Tensor& c, const GemmDims& d) {
-  return c.device() == Device::cpu && d.k > 0 && d.pc == d.p && c.numel() > 0 &&
-         cpu::thin_gemm_suits(d.m, d.n, d.k);
+// Which kernels run matmul_softmax and softmax_scores_backward: the one place that decides.
+//   CPU:  the fused kernels (core/cpu/matmul_softmax.cpp) for products the thin GEMM kernel
+//         suits.
+//   CUDA: the fused kernels (core/cuda/matmul_softmax.cu) for rows of at most 256 scores
+//         whose tiles fit the device's shared memory (Nyström's F and A, Linformer's
+//         scores), any transposes and broadcast; longer rows (Nyström's B) compose.
+//   Otherwise, or with an empty dimension: the GEMM(s) and the row softmax op composed.
+enum class ScoresKernel { composed, fused };
+
+ScoresKernel scores_forward_kernel(const Tensor& y, const GemmDims& d) {
+  if (d.k == 0 || d.pc != d.p || y.numel() == 0) return ScoresKernel::composed;
+  bool fused = false;
+  if (y.device() == Device::cpu) fused = cpu::thin_gemm_suits(d.m, d.n, d.k);
+#ifdef LRA_WITH_CUDA
+  if (y.device() == Device::cuda) fused = cuda::matmul_softmax_fits(d.n, y.dtype());
+#endif
+  return fused ? ScoresKernel::fused : ScoresKernel::composed;
+}
+
+// y [.., r, c] = softmax(q kᵀ) with q [.., r, d], and dy = g hᵀ with g [.., r, e].
+ScoresKernel scores_backward_kernel(const Tensor& y, int64_t r, int64_t c, int64_t d,
+                                    int64_t e) {
+  if (y.numel() == 0 || d == 0 || e == 0) return ScoresKernel::composed;
+  bool fused = false;
+  if (y.device() == Device::cpu)
+    fused = cpu::thin_gemm_suits(r, c, e) && cpu::thin_gemm_suits(r, d, c) &&
+            cpu::thin_gemm_suits(c, d, r);
+#ifdef LRA_WITH_CUDA
+  if (y.device() == Device::cuda) fused = cuda::softmax_scores_backward_fits(c, y.dtype());
+#endif
+  return fused ? ScoresKernel::fused : ScoresKernel::composed;
 }
 }  // namespace
 
@@ -142,11 +170,12 @@ Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
   if (key_mask.defined()) check_key_mask("matmul_softmax", key_mask, y.dim(0), d.n);
   LRA_CHECK(!key_mask.defined() || y.rank() >= 3,
             "matmul_softmax: a key mask needs a batch dim (product {})", y.shape_str());
-  if (!fused_product(y, d)) {
+  if (scores_forward_kernel(y, d) == ScoresKernel::composed) {
     y = Tensor();  // released before the two ops allocate theirs: no extra peak bytes
     return softmax(matmul(a, b, ta, tb), key_mask, scale);
   }
-  cpu::matmul_softmax(a, ta, b, tb, key_mask, scale, {d.m, d.n, d.k, d.p, d.pa, d.pb}, y);
+  const cpu::ProductShape shape{d.m, d.n, d.k, d.p, d.pa, d.pb};
+  LRA_RUN(y.device(), matmul_softmax, a, ta, b, tb, key_mask, scale, shape, y);
   return y;
 }
 
@@ -167,16 +196,13 @@ ScoreGrads softmax_scores_backward(const Tensor& y, const Tensor& q, const Tenso
   for (const Tensor* t : {&q, &k, &g, &h})
     LRA_CHECK(batch_count(*t) == p, "{}: batch counts differ: y {}, {}", op, y.shape_str(),
               t->shape_str());
-  bool fused = y.device() == Device::cpu && y.numel() > 0 && d > 0 && e > 0 &&
-               cpu::thin_gemm_suits(r, c, e) && cpu::thin_gemm_suits(r, d, c) &&
-               cpu::thin_gemm_suits(c, d, r);
-  if (!fused) {
+  if (scores_backward_kernel(y, r, c, d, e) == ScoresKernel::composed) {
     Tensor ds = softmax_backward(y, matmul(g, h, false, true), scale);
     return {matmul(ds, k), matmul(ds, q, true, false)};
   }
   ScoreGrads r_grads{Tensor::empty(q.shape(), q.dtype(), q.device()),
                      Tensor::empty(k.shape(), k.dtype(), k.device())};
-  cpu::softmax_scores_backward(y, q, k, g, h, scale, r_grads.d_q, r_grads.d_k);
+  LRA_RUN(y.device(), softmax_scores_backward, y, q, k, g, h, scale, r_grads.d_q, r_grads.d_k);
   return r_grads;
 }
 

@@ -37,7 +37,9 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy, double scale = 1.0);
 // softmax(matmul(a, b, trans_a, trans_b), key_mask, scale), the mask over the product's
 // leading dim. On the CPU each matrix of scores is made and normalised while in cache
 // (core/cpu/matmul_softmax.cpp) instead of going to memory whole and back: the same
-// values, one pass over memory fewer. Elsewhere it is those two ops.
+// values, one pass over memory fewer. On CUDA rows of at most 256 scores are made and
+// normalised in registers by one kernel (core/cuda/matmul_softmax.cu; its products in FP32
+// also under TF32 precision); longer rows are those two ops (the rule: core/ops.cpp).
 Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b,
                       const Tensor& key_mask = {}, double scale = 1.0);
 // Backward of attention scores: y = softmax(scale * q kᵀ) (q [..., r, d] and k [..., c, d]
@@ -45,7 +47,10 @@ Tensor matmul_softmax(const Tensor& a, const Tensor& b, bool trans_a, bool trans
 // when y multiplies v). Returns dq = dS k and dk = dSᵀ q, with dS = softmax_backward(y,
 // g hᵀ, scale) the gradient w.r.t. q kᵀ. On the CPU dS is made, used and dropped one matrix
 // at a time in cache (core/cpu/matmul_softmax.cpp): the same values as those four ops,
-// without dy or dS ever in memory whole. All five tensors have the same batch count.
+// without dy or dS ever in memory whole. On CUDA, for rows of at most 256 scores, one
+// kernel makes dS and dq per tile of rows, and dk comes from per-tile partials summed in
+// order or from dS and one GEMM (core/cuda/matmul_softmax.cu); longer rows are the four
+// ops. All five tensors have the same batch count.
 struct ScoreGrads {
   Tensor d_q, d_k;
 };

@@ -1,8 +1,10 @@
 // The CUDA kernels of the flash softmax (core/cuda/fused_attention_kernels.cuh,
-// flash_tf32_kernels.cuh, flash_bf16_kernels.cuh), the pseudo-inverse step (pinv_step_kernels.cuh), the depthwise
-// conv (conv_kernels.cuh), the row kernels (row_kernels.cuh: softmax, layer norm, row sums)
-// the segment means (segment_kernels.cuh) and the optimizer step over a list of tensors
-// (multi_tensor_kernels.cuh: gradient norm and AdamW), their source compiled as host C++
+// flash_tf32_kernels.cuh, flash_bf16_kernels.cuh), the pseudo-inverse step
+// (pinv_step_kernels.cuh), the depthwise conv (conv_kernels.cuh), the row kernels
+// (row_kernels.cuh: softmax, layer norm, row sums), the segment means (segment_kernels.cuh),
+// the optimizer step over a list of tensors (multi_tensor_kernels.cuh: gradient norm and
+// AdamW) and the fused short-row scores (matmul_softmax_kernels.cuh), their source compiled
+// as host C++
 // and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
 // barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
 // match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
@@ -14,6 +16,7 @@
 #include "core/cuda/flash_bf16_kernels.cuh"
 #include "core/cuda/flash_tf32_kernels.cuh"
 #include "core/cuda/fused_attention_kernels.cuh"
+#include "core/cuda/matmul_softmax_kernels.cuh"
 #include "core/cuda/multi_tensor_kernels.cuh"
 #include "core/cuda/pinv_step_kernels.cuh"
 #include "core/cuda/row_kernels.cuh"
@@ -804,5 +807,179 @@ TEST(CudaKernelEmulation, MultiTensorNormAndAdamWMatchTheCpu) {
   run(double{}, DType::f64);
   run(float{}, DType::f32);
 }
+
+// ------------------------------------------------------------------ fused short-row scores
+// op(x) for a [.., rows, cols] product operand stored transposed when `trans`.
+Shape operand_shape(int64_t batch, int64_t rows, int64_t cols, bool trans, bool broadcast) {
+  if (broadcast) return trans ? Shape{cols, rows} : Shape{rows, cols};
+  return trans ? Shape{batch, cols, rows} : Shape{batch, rows, cols};
+}
+
+template <typename T, int NMAX>
+void run_matmul_softmax(const Tensor& a, bool ta, const Tensor& b, bool tb, const Tensor& mask,
+                        double scale, int64_t p, Tensor& y) {
+  using namespace cuda::scores;
+  const int64_t m = y.dim(-2), n = y.dim(-1), k = ta ? a.dim(-2) : a.dim(-1);
+  const int64_t pa = a.rank() == 2 ? 1 : p, pb = b.rank() == 2 ? 1 : p;
+  const Product prod{m, n, k, pa, pb, row_tiles<NMAX>(m), ta, tb};
+  const void* mp = mask.defined() ? mask.raw_data() : nullptr;
+  const bool m32 = mask.defined() && mask.dtype() == DType::f32;
+  const int64_t per_mask = mask.defined() ? p / mask.dim(0) : 1;
+  const T* ap = a.data<T>();
+  const T* bp = b.data<T>();
+  T* yp = y.data<T>();
+  test::emulate_launch(static_cast<unsigned>(p * prod.tiles), block_threads,
+                       forward_smem<T, NMAX>(), [&] {
+                         matmul_softmax_kernel<T, NMAX>(ap, bp, prod, mp, m32, per_mask,
+                                                        static_cast<T>(scale), yp);
+                       });
+}
+
+struct ScoresCase {
+  int64_t batch, m, n, k;
+  bool ta, tb;
+  int broadcast;  // 0: none, 1: a, 2: b
+  bool masked;
+};
+
+TEST(CudaKernelEmulation, MatmulSoftmaxMatchesTheCpu) {
+  // Every row tile (NMAX 32, 64, 128, 256), with row tiles split over blocks, depths over
+  // several chunks, every transpose, broadcast operands, tail-padded masks whose second
+  // batch has no real key (its rows must come out as zeros), and rows filled to NMAX.
+  const ScoresCase cases[] = {
+      {2, 37, 20, 40, false, true, 0, true},    // NMAX 32, one tile
+      {2, 9, 32, 8, true, true, 0, false},      // NMAX 32, full rows
+      {2, 130, 64, 33, false, true, 0, true},   // NMAX 64, two tiles (128 + 2 rows)
+      {2, 5, 48, 8, false, false, 2, false},    // NMAX 64, b broadcast
+      {1, 70, 100, 70, true, false, 0, false},  // NMAX 128, two tiles, three depth chunks
+      {2, 40, 200, 16, true, true, 1, true},    // NMAX 256, two tiles, a broadcast
+      {1, 33, 256, 8, false, true, 0, false},   // NMAX 256, full rows, two tiles
+  };
+  for (DType dtype : {DType::f64, DType::f32})
+    for (const ScoresCase& c : cases) {
+      SCOPED_TRACE(::testing::Message() << "m=" << c.m << " n=" << c.n << " k=" << c.k
+                                        << " ta=" << c.ta << " tb=" << c.tb << " broadcast="
+                                        << c.broadcast << " " << dtype_name(dtype));
+      Tensor a = randn(operand_shape(c.batch, c.m, c.k, c.ta, c.broadcast == 1), 51, dtype);
+      Tensor b = randn(operand_shape(c.batch, c.k, c.n, c.tb, c.broadcast == 2), 52, dtype);
+      Tensor mask = c.masked ? test::tail_padded_mask(c.batch, c.n, dtype) : Tensor();
+      const double scale = 0.3;
+      Tensor want = matmul_softmax(a, b, c.ta, c.tb, mask, scale);
+      Tensor got = Tensor::empty(want.shape(), dtype);
+      cuda::scores::with_row_tile(c.n, [&](auto nmax) {
+        constexpr int NMAX = decltype(nmax)::value;
+        if (dtype == DType::f32)
+          run_matmul_softmax<float, NMAX>(a, c.ta, b, c.tb, mask, scale, c.batch, got);
+        else
+          run_matmul_softmax<double, NMAX>(a, c.ta, b, c.tb, mask, scale, c.batch, got);
+      });
+      const double tol = dtype == DType::f64 ? 1e-11 : 1e-5;
+      EXPECT_LE(rel_error(got, want, "matmul_softmax"), tol);
+      if (c.masked && c.batch > 1) {  // the fully masked batch: exact zeros
+        auto g = got.to_vector();
+        const std::size_t half = g.size() / 2;
+        EXPECT_TRUE(std::all_of(g.begin() + static_cast<std::ptrdiff_t>(half), g.end(),
+                                [](double v) { return v == 0.0; }));
+      }
+    }
+}
+
+// The backward kernel by the given dk route; dk through dS is finished by a CPU GEMM here
+// (cuBLAS on the GPU).
+template <typename T, int NMAX>
+void run_scores_backward(const Tensor& y, const Tensor& q, const Tensor& k, const Tensor& g,
+                         const Tensor& h, double scale, cuda::scores::DkRoute route, Tensor& dq,
+                         Tensor& dk) {
+  using namespace cuda::scores;
+  const int64_t p = y.dim(0), r = y.dim(1), c = y.dim(2);
+  const ScoreDims s{r, c, q.dim(-1), g.dim(-1), row_tiles<NMAX>(r)};
+  Tensor part = Tensor::empty(Shape{p * s.tiles, c, s.d}, y.dtype());
+  Tensor ds = Tensor::empty(y.shape(), y.dtype());
+  T* dk_part = route == DkRoute::direct     ? dk.data<T>()
+               : route == DkRoute::partials ? part.data<T>()
+                                            : nullptr;
+  T* ds_out = route == DkRoute::through_ds ? ds.data<T>() : nullptr;
+  const T* yp = y.data<T>();
+  const T* qp = q.data<T>();
+  const T* kp = k.data<T>();
+  const T* gp = g.data<T>();
+  const T* hp = h.data<T>();
+  T* dqp = dq.data<T>();
+  test::emulate_launch(static_cast<unsigned>(p * s.tiles), block_threads, backward_smem<T, NMAX>(),
+                       [&] {
+                         scores_backward_kernel<T, NMAX>(yp, qp, kp, gp, hp, s,
+                                                         static_cast<T>(scale), dqp, dk_part,
+                                                         ds_out);
+                       });
+  if (route == DkRoute::partials) {
+    const T* pp = part.data<T>();
+    T* dkp = dk.data<T>();
+    test::emulate_launch(1, 256, 0, [&] { sum_tiles_kernel<T>(pp, p, s.tiles, c * s.d, dkp); });
+  } else if (route == DkRoute::through_ds) {
+    gemm(ds, true, q, false, dk);
+  }
+}
+
+struct ScoresBackwardCase {
+  int64_t batch, r, c, d, e;
+  bool masked;
+};
+
+TEST(CudaKernelEmulation, SoftmaxScoresBackwardMatchesTheCpu) {
+  // y = softmax(0.4 q kᵀ), with or without a tail-padded mask (batch 1 without real keys:
+  // rows of y and of dq are 0); several row tiles through both dk routes, or one tile
+  // writing dk directly; head dims over several chunks.
+  using cuda::scores::DkRoute;
+  const ScoresBackwardCase cases[] = {
+      {2, 300, 64, 20, 24, true},   // NMAX 64: three tiles (the dispatch takes the partials)
+      {1, 130, 64, 8, 8, false},    // NMAX 64: two tiles, every key real
+      {2, 40, 20, 70, 33, false},   // NMAX 32: one tile, dk direct; d over three chunks
+      {1, 70, 200, 40, 16, false},  // NMAX 256: three tiles (the dispatch goes through dS)
+      {1, 100, 100, 8, 8, true},    // NMAX 128: two tiles, tail padding
+  };
+  for (DType dtype : {DType::f64, DType::f32})
+    for (const ScoresBackwardCase& c : cases) {
+      const Tensor q = randn(Shape{c.batch, c.r, c.d}, 61, dtype);
+      const Tensor k = randn(Shape{c.batch, c.c, c.d}, 62, dtype);
+      const Tensor g = randn(Shape{c.batch, c.r, c.e}, 63, dtype);
+      const Tensor h = randn(Shape{c.batch, c.c, c.e}, 64, dtype);
+      const double scale = 0.4;
+      const Tensor mask = c.masked ? test::tail_padded_mask(c.batch, c.c, dtype) : Tensor();
+      const Tensor y = matmul_softmax(q, k, false, true, mask, scale);
+      const ScoreGrads want = softmax_scores_backward(y, q, k, g, h, scale);
+      cuda::scores::with_row_tile(c.c, [&](auto nmax) {
+        constexpr int NMAX = decltype(nmax)::value;
+        const int64_t tiles = cuda::scores::row_tiles<NMAX>(c.r);
+        std::vector<DkRoute> routes{DkRoute::direct};
+        if (tiles > 1) routes = {DkRoute::partials, DkRoute::through_ds};
+        for (DkRoute route : routes) {
+          SCOPED_TRACE(::testing::Message() << "r=" << c.r << " c=" << c.c << " d=" << c.d
+                                            << " e=" << c.e << " masked=" << c.masked
+                                            << " route=" << static_cast<int>(route) << " "
+                                            << dtype_name(dtype));
+          Tensor dq = Tensor::empty(q.shape(), dtype), dk = Tensor::empty(k.shape(), dtype);
+          if (dtype == DType::f32)
+            run_scores_backward<float, NMAX>(y, q, k, g, h, scale, route, dq, dk);
+          else
+            run_scores_backward<double, NMAX>(y, q, k, g, h, scale, route, dq, dk);
+          const double tol = dtype == DType::f64 ? 1e-11 : 1e-5;
+          EXPECT_LE(rel_error(dq, want.d_q, "d_q"), tol) << "d_q";
+          EXPECT_LE(rel_error(dk, want.d_k, "d_k"), tol) << "d_k";
+        }
+      });
+    }
+}
+
+TEST(CudaKernelEmulation, ScoresBackwardDkRouteFollowsTheByteCount) {
+  using cuda::scores::DkRoute;
+  using cuda::scores::dk_route;
+  // Nyström-64's F at N = 4096, D = 64: 32 tiles of 128 rows, partials 32 x 64 <= 4096.
+  EXPECT_EQ(dk_route({4096, 64, 64, 64, cuda::scores::row_tiles<64>(4096)}), DkRoute::partials);
+  // Linformer-256 at N = 4096: 128 tiles of 32 rows, 128 x 64 > 4096: through dS.
+  EXPECT_EQ(dk_route({4096, 256, 64, 64, cuda::scores::row_tiles<256>(4096)}),
+            DkRoute::through_ds);
+  EXPECT_EQ(dk_route({64, 64, 64, 64, cuda::scores::row_tiles<64>(64)}), DkRoute::direct);
+}
+
 }  // namespace
 }  // namespace lra::core

@@ -90,6 +90,93 @@ TEST_P(CudaParity, SoftmaxMaskedAndBackward) {
   expect_close(softmax_backward(gy, gpu(dy), 0.3), softmax_backward(y, dy, 0.3), "softmax_backward");
 }
 
+// Rows of at most 256 scores take the fused kernels (core/cuda/matmul_softmax.cu), longer
+// rows the GEMM and the row softmax composed (the rule: core/ops.cpp). Each case: key mask
+// [B, n] with padding in batch 0 and batch 1 fully masked (rows of exact zeros).
+TEST_P(CudaParity, MatmulSoftmaxFusedAndComposed) {
+  struct Case {
+    int64_t m, n, k;
+    bool ta, tb;
+    int broadcast;  // 0: none, 1: a, 2: b
+    const char* what;
+  };
+  const Case cases[] = {
+      {300, 64, 40, false, true, 0, "Nyström F (N x m), fused"},
+      {64, 64, 40, false, true, 0, "Nyström A (m x m), fused"},
+      {70, 20, 33, true, false, 0, "n = 20, transposes, fused"},
+      {130, 100, 64, false, false, 1, "n = 100, a broadcast, fused"},
+      {40, 256, 24, true, true, 2, "n = 256 (the bound), b broadcast, fused"},
+      {40, 257, 24, false, true, 0, "n = 257, composed"},
+      {64, 1000, 40, false, true, 0, "Nyström B (m x N), composed"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    auto operand = [&](int64_t rows, int64_t cols, bool trans, bool broadcast) {
+      Shape inner = trans ? Shape{cols, rows} : Shape{rows, cols};
+      return broadcast ? randn(inner) : randn(Shape{2, 3, inner[0], inner[1]});
+    };
+    Tensor a = operand(c.m, c.k, c.ta, c.broadcast == 1);
+    Tensor b = operand(c.k, c.n, c.tb, c.broadcast == 2);
+    std::vector<double> mv(static_cast<std::size_t>(2 * c.n), 0.0);
+    for (int64_t j = 0; j < c.n - c.n / 4; ++j) mv[static_cast<std::size_t>(j)] = 1;
+    Tensor mask = Tensor::from_values(Shape{2, c.n}, mv, dtype());
+    Tensor y = matmul_softmax(a, b, c.ta, c.tb, mask, 0.3);
+    Tensor y_plain = matmul_softmax(a, b, c.ta, c.tb, Tensor(), 0.3);
+    Tensor ga = gpu(a), gb = gpu(b), gmask = gpu(mask);
+    poison(y.shape());
+    expect_close(matmul_softmax(ga, gb, c.ta, c.tb, gmask, 0.3), y, "masked");
+    poison(y.shape());
+    expect_close(matmul_softmax(ga, gb, c.ta, c.tb, Tensor(), 0.3), y_plain, "no mask");
+  }
+}
+
+TEST_P(CudaParity, MatmulSoftmaxFusedIgnoresTf32) {
+  // The fused kernels multiply in FP32 whatever the precision setting: a short-row product
+  // at depth 512 stays within fp32 rounding of the CPU (a TF32 GEMM would be ~1e-3 off).
+  ScopedMatmulPrecision tf32(MatmulPrecision::tf32);
+  Tensor a = randn(Shape{3, 200, 512}), b = randn(Shape{3, 64, 512});
+  Tensor y = matmul_softmax(a, b, false, true, Tensor(), 0.05);
+  Tensor ga = gpu(a), gb = gpu(b);
+  poison(y.shape());
+  expect_close(matmul_softmax(ga, gb, false, true, Tensor(), 0.05), y, "tf32 setting");
+}
+
+// y = softmax(0.4 q kᵀ) (masked as above), dy = g hᵀ. Rows of at most 256 scores take the
+// fused kernel, with dk from one tile, from per-tile partials or through dS and cuBLAS
+// (cuda::scores::dk_route); longer rows compose.
+TEST_P(CudaParity, SoftmaxScoresBackwardFusedAndComposed) {
+  struct Case {
+    int64_t r, c, d, e;
+    const char* what;
+  };
+  const Case cases[] = {
+      {300, 64, 40, 40, "Nyström F: 3 tiles, dk by partials"},
+      {64, 64, 64, 64, "one tile: dk direct"},
+      {50, 20, 70, 33, "n = 20, d = 70: dk direct"},
+      {300, 256, 64, 64, "c = 256: 10 tiles, dk through dS"},
+      {200, 100, 16, 24, "c = 100: 4 tiles, dk by partials"},
+      {40, 300, 24, 24, "c = 300: composed"},
+      {64, 1000, 40, 40, "Nyström B (m x N): composed"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    Tensor q = randn(Shape{2, 3, c.r, c.d}), k = randn(Shape{2, 3, c.c, c.d});
+    Tensor g = randn(Shape{2, 3, c.r, c.e}), h = randn(Shape{2, 3, c.c, c.e});
+    std::vector<double> mv(static_cast<std::size_t>(2 * c.c), 0.0);
+    for (int64_t j = 0; j < c.c - c.c / 4; ++j) mv[static_cast<std::size_t>(j)] = 1;
+    Tensor mask = Tensor::from_values(Shape{2, c.c}, mv, dtype());
+    Tensor y = matmul_softmax(q, k, false, true, mask, 0.4);
+    ScoreGrads want = softmax_scores_backward(y, q, k, g, h, 0.4);
+    Tensor gy = gpu(y), gq = gpu(q), gk = gpu(k), gg = gpu(g), gh = gpu(h);
+    poison(q.shape());  // d_q, d_k (and the scratch of the shape of y)
+    poison(k.shape());
+    poison(y.shape());
+    ScoreGrads got = softmax_scores_backward(gy, gq, gk, gg, gh, 0.4);
+    expect_close(got.d_q, want.d_q, "d_q");
+    expect_close(got.d_k, want.d_k, "d_k");
+  }
+}
+
 TEST_P(CudaParity, LayerNorm) {
   Tensor x = randn(Shape{700, 64}), gamma = randn(Shape{64}), beta = randn(Shape{64});
   LayerNormResult r = layer_norm(x, gamma, beta);
