@@ -4,8 +4,7 @@
 // (row_kernels.cuh: softmax, layer norm, row sums), the segment means (segment_kernels.cuh),
 // the optimizer step over a list of tensors (multi_tensor_kernels.cuh: gradient norm and
 // AdamW) and the fused short-row scores (matmul_softmax_kernels.cuh), their source compiled
-// as host C++
-// and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
+// as host C++ and run on the CPU under tests/support/cuda_emulation.h (a thread per CUDA thread, real
 // barriers and shuffles, shared memory starting as NaN), against the CPU ops they must
 // match. This checks the kernels' indexing, tiling, barriers, masking and dropout draws on
 // every CI run; launch configuration and the hardware itself are left to the GPU parity
