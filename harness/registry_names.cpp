@@ -7,7 +7,9 @@ namespace lra::harness {
 
 std::vector<std::string> attention_backend_names() {
   std::vector<std::string> names;
-  for (const auto& [name, info] : attention::backends()) names.push_back(name + " — " + info.description);
+  for (const auto& [name, info] : attention::backends())
+    names.push_back(name + " — " + info.description +
+                    (info.takes_bf16 ? " [f32, f64, bf16]" : " [f32, f64]"));
   return names;
 }
 

@@ -43,6 +43,13 @@ TEST(Cli, ListShowsSections) {
   EXPECT_EQ(r.status, 0) << r.output;
   for (const char* section : {"backends:", "tasks:", "devices:", "cpu ("})
     EXPECT_NE(r.output.find(section), std::string::npos) << section << "\n" << r.output;
+  // Each backend says which input dtypes it takes: bf16 is the fused softmax's alone.
+  const auto line_of = [&](const std::string& name) {
+    const auto at = r.output.find("  " + name + " — ");
+    return at == std::string::npos ? std::string() : r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  EXPECT_NE(line_of("softmax").find("[f32, f64, bf16]"), std::string::npos) << r.output;
+  EXPECT_NE(line_of("nystrom").find("[f32, f64]"), std::string::npos) << r.output;
 }
 
 TEST(Cli, UnknownCommandAndOptionAreErrors) {
