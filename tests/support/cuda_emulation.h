@@ -1,8 +1,9 @@
 #pragma once
 // Runs CUDA kernel source on the CPU, for tests on machines without a GPU: one std::thread
 // per CUDA thread, a std::barrier for __syncthreads, shuffles exchanged through the block,
-// blocks one after another. Only what lra's kernels use (1-D grids and blocks, static and
-// dynamic shared memory, __shfl_xor_sync, the TF32 and bf16 mma of core/cuda/mma_*.cuh).
+// blocks one after another. Only what lra's kernels use (1-D blocks, 1-D and 2-D grids,
+// static and dynamic shared memory, __shfl_xor_sync and __shfl_sync, the TF32 and bf16 mma
+// of core/cuda/mma_*.cuh).
 // Slow (thousands of threads per launch): small shapes.
 // Shared memory starts as 0xFF bytes (NaN in f32 and f64), so a read of an element no
 // thread wrote shows in the results. Include this before any kernel header.
@@ -148,6 +149,19 @@ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
   __syncthreads();
 }
 
+// __shfl_sync (core/cuda/random_op_kernels.cuh): lane srcLane % width of this thread's
+// width-lane segment. Every thread of the block must call it, as for __shfl_xor_sync.
+template <typename T> T __shfl_sync(unsigned, T v, int src_lane, int width = 32) {
+  const unsigned t = threadIdx.x;
+  emulated_block->exchange[t] = static_cast<double>(v);
+  __syncthreads();
+  const unsigned lane = t % 32, segment = lane / width * width;
+  const unsigned src = (t - lane) + segment + static_cast<unsigned>(src_lane) % width;
+  T r = static_cast<T>(emulated_block->exchange[src]);
+  __syncthreads();
+  return r;
+}
+
 }  // namespace lra::core::cuda
 
 namespace lra::test {
@@ -176,6 +190,34 @@ inline void emulate_launch(unsigned grid, unsigned block, std::size_t shared_byt
       });
     for (auto& th : threads) th.join();
   }
+}
+
+// A 2-D grid (blockIdx.y, gridDim.y; core/cuda/random_op_kernels.cuh), blocks still 1-D:
+// kernel<<<dim3(grid_x, grid_y), block, shared_bytes>>>(...). Blocks run x fastest, each
+// as in emulate_launch.
+inline void emulate_launch_2d(unsigned grid_x, unsigned grid_y, unsigned block,
+                              std::size_t shared_bytes, const std::function<void()>& kernel) {
+  gridDim = {grid_x, grid_y, 1};
+  blockDim = {block, 1, 1};
+  for (unsigned by = 0; by < grid_y; ++by)
+    for (unsigned bx = 0; bx < grid_x; ++bx) {
+      EmulatedBlock state;
+      std::barrier<> barrier(block);
+      state.barrier = &barrier;
+      state.shared.assign(shared_bytes, 0xFF);
+      state.exchange.assign(block, 0.0);
+      state.fragments.assign(6 * std::size_t{block}, 0u);
+      std::vector<std::thread> threads;
+      threads.reserve(block);
+      for (unsigned t = 0; t < block; ++t)
+        threads.emplace_back([&, t] {
+          threadIdx = {t, 0, 0};
+          blockIdx = {bx, by, 0};
+          emulated_block = &state;
+          kernel();
+        });
+      for (auto& th : threads) th.join();
+    }
 }
 
 }  // namespace lra::test
