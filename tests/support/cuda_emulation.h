@@ -221,3 +221,40 @@ inline void emulate_launch_2d(unsigned grid_x, unsigned grid_y, unsigned block,
 }
 
 }  // namespace lra::test
+
+// ---------------------------------------------------------------- 2-D and 3-D launches
+// kernel<<<dim3 grid, dim3 block, shared_bytes>>>(...) as emulate_launch({gx, gy, gz},
+// {bx, by, bz}, shared_bytes, [&] { kernel(...); }) (masked_mean's (32, 8) blocks over a
+// (columns, batch) grid). Threads are numbered x fastest, as on the GPU; blocks run one
+// after another, x fastest. The shuffles and mma above exchange by threadIdx.x alone:
+// use them with 1-D blocks only.
+namespace lra::test {
+
+inline void emulate_launch(EmulatedDim3 grid, EmulatedDim3 block, std::size_t shared_bytes,
+                           const std::function<void()>& kernel) {
+  gridDim = grid;
+  blockDim = block;
+  const unsigned count = block.x * block.y * block.z;
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        EmulatedBlock state;
+        std::barrier<> barrier(count);
+        state.barrier = &barrier;
+        state.shared.assign(shared_bytes, 0xFF);
+        state.exchange.assign(count, 0.0);
+        state.fragments.assign(6 * std::size_t{count}, 0u);
+        std::vector<std::thread> threads;
+        threads.reserve(count);
+        for (unsigned t = 0; t < count; ++t)
+          threads.emplace_back([&, t] {
+            threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
+            blockIdx = {bx, by, bz};
+            emulated_block = &state;
+            kernel();
+          });
+        for (auto& th : threads) th.join();
+      }
+}
+
+}  // namespace lra::test
