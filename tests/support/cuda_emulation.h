@@ -166,70 +166,11 @@ template <typename T> T __shfl_sync(unsigned, T v, int src_lane, int width = 32)
 
 namespace lra::test {
 
-// kernel<<<grid, block, shared_bytes>>>(...) as emulate_launch(grid, block, shared_bytes,
-// [&] { kernel(...); }).
-inline void emulate_launch(unsigned grid, unsigned block, std::size_t shared_bytes,
-                           const std::function<void()>& kernel) {
-  gridDim = {grid, 1, 1};
-  blockDim = {block, 1, 1};
-  for (unsigned b = 0; b < grid; ++b) {
-    EmulatedBlock state;
-    std::barrier<> barrier(block);
-    state.barrier = &barrier;
-    state.shared.assign(shared_bytes, 0xFF);
-    state.exchange.assign(block, 0.0);
-    state.fragments.assign(6 * std::size_t{block}, 0u);
-    std::vector<std::thread> threads;
-    threads.reserve(block);
-    for (unsigned t = 0; t < block; ++t)
-      threads.emplace_back([&, t] {
-        threadIdx = {t, 0, 0};
-        blockIdx = {b, 0, 0};
-        emulated_block = &state;
-        kernel();
-      });
-    for (auto& th : threads) th.join();
-  }
-}
-
-// A 2-D grid (blockIdx.y, gridDim.y; core/cuda/random_op_kernels.cuh), blocks still 1-D:
-// kernel<<<dim3(grid_x, grid_y), block, shared_bytes>>>(...). Blocks run x fastest, each
-// as in emulate_launch.
-inline void emulate_launch_2d(unsigned grid_x, unsigned grid_y, unsigned block,
-                              std::size_t shared_bytes, const std::function<void()>& kernel) {
-  gridDim = {grid_x, grid_y, 1};
-  blockDim = {block, 1, 1};
-  for (unsigned by = 0; by < grid_y; ++by)
-    for (unsigned bx = 0; bx < grid_x; ++bx) {
-      EmulatedBlock state;
-      std::barrier<> barrier(block);
-      state.barrier = &barrier;
-      state.shared.assign(shared_bytes, 0xFF);
-      state.exchange.assign(block, 0.0);
-      state.fragments.assign(6 * std::size_t{block}, 0u);
-      std::vector<std::thread> threads;
-      threads.reserve(block);
-      for (unsigned t = 0; t < block; ++t)
-        threads.emplace_back([&, t] {
-          threadIdx = {t, 0, 0};
-          blockIdx = {bx, by, 0};
-          emulated_block = &state;
-          kernel();
-        });
-      for (auto& th : threads) th.join();
-    }
-}
-
-}  // namespace lra::test
-
-// ---------------------------------------------------------------- 2-D and 3-D launches
 // kernel<<<dim3 grid, dim3 block, shared_bytes>>>(...) as emulate_launch({gx, gy, gz},
 // {bx, by, bz}, shared_bytes, [&] { kernel(...); }) (masked_mean's (32, 8) blocks over a
 // (columns, batch) grid). Threads are numbered x fastest, as on the GPU; blocks run one
 // after another, x fastest. The shuffles and mma above exchange by threadIdx.x alone:
 // use them with 1-D blocks only.
-namespace lra::test {
-
 inline void emulate_launch(EmulatedDim3 grid, EmulatedDim3 block, std::size_t shared_bytes,
                            const std::function<void()>& kernel) {
   gridDim = grid;
@@ -255,6 +196,20 @@ inline void emulate_launch(EmulatedDim3 grid, EmulatedDim3 block, std::size_t sh
           });
         for (auto& th : threads) th.join();
       }
+}
+
+// kernel<<<grid, block, shared_bytes>>>(...) as emulate_launch(grid, block, shared_bytes,
+// [&] { kernel(...); }).
+inline void emulate_launch(unsigned grid, unsigned block, std::size_t shared_bytes,
+                           const std::function<void()>& kernel) {
+  emulate_launch(EmulatedDim3{grid, 1, 1}, EmulatedDim3{block, 1, 1}, shared_bytes, kernel);
+}
+
+// A 2-D grid of 1-D blocks (core/cuda/random_op_kernels.cuh):
+// kernel<<<dim3(grid_x, grid_y), block, shared_bytes>>>(...).
+inline void emulate_launch_2d(unsigned grid_x, unsigned grid_y, unsigned block,
+                              std::size_t shared_bytes, const std::function<void()>& kernel) {
+  emulate_launch(EmulatedDim3{grid_x, grid_y, 1}, EmulatedDim3{block, 1, 1}, shared_bytes, kernel);
 }
 
 }  // namespace lra::test
