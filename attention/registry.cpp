@@ -1,6 +1,8 @@
 #include <algorithm>
 
 #include "attention/attention.h"
+
+#include "core/op_checks.h"
 #include "core/error.h"
 
 namespace lra::attention {
@@ -121,10 +123,7 @@ void check_attention_inputs(const char* who, const Tensor& q, const Tensor& k, c
   core::check_same_shape(q, v, who);
   core::check_same_dtype(q, k, who);
   core::check_same_dtype(q, v, who);
-  if (mask.defined())
-    LRA_CHECK(mask.rank() == 2 && mask.dim(0) == q.dim(0) && mask.dim(1) == q.dim(2),
-              "{}: key mask {} does not match [batch, seq] of q {}", who, mask.shape_str(),
-              q.shape_str());
+  core::check_key_mask(who, mask, q.dim(0), q.dim(2));
 }
 
 std::string spec_params(const YAML::Node& spec) {
