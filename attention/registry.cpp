@@ -1,9 +1,8 @@
 #include <algorithm>
 
 #include "attention/attention.h"
-
-#include "core/op_checks.h"
 #include "core/error.h"
+#include "core/op_checks.h"
 
 namespace lra::attention {
 
