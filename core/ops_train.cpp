@@ -2,6 +2,7 @@
 #include "core/ops_train.h"
 
 #include <cmath>
+#include <string>
 #include <utility>
 
 #include "core/cpu/train_kernels.h"
@@ -156,6 +157,66 @@ Tensor dropout_keep_mask(const Shape& shape, double p, uint64_t seed, uint64_t s
   else
     LRA_TRAIN_RUN(device, dropout_keep_mask, p, seed, stream, mask);
   return mask;
+}
+
+namespace {
+// bias ([C] for an input [..., C]) is optional where `optional`; same dtype as x.
+void check_bias(const char* op, const Tensor& x, const Tensor& bias, bool optional) {
+  if (optional && !bias.defined()) return;
+  LRA_CHECK(bias.defined() && x.rank() >= 1 && bias.rank() == 1 && bias.dim(0) == x.dim(-1),
+            "{}: bias {} does not match the last dim of {}", op,
+            bias.defined() ? bias.shape_str() : std::string("(undefined)"), x.shape_str());
+  check_same_dtype(x, bias, op);
+}
+}  // namespace
+
+void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& drop,
+                      const Tensor& residual, Tensor& out) {
+  LRA_CHECK(y.defined(), "bias_dropout_add: y is undefined");
+  LRA_CHECK(drop.p >= 0 && drop.p < 1, "bias_dropout_add: probability {} is outside [0, 1)",
+            drop.p);
+  check_bias("bias_dropout_add", y, bias, true);
+  if (residual.defined()) {
+    check_same_shape(y, residual, "bias_dropout_add (residual)");
+    check_same_dtype(y, residual, "bias_dropout_add (residual)");
+  }
+  LRA_CHECK(out.defined(), "bias_dropout_add: out is undefined (pass y to work in place)");
+  check_same_shape(y, out, "bias_dropout_add (out)");
+  check_same_dtype(y, out, "bias_dropout_add (out)");
+  Device d = one_device("bias_dropout_add", {&y, &bias, &residual, &out});
+  if (y.numel() == 0) return;
+  LRA_TRAIN_RUN(d, bias_dropout_add, y, bias, drop, residual, out);
+}
+
+Tensor bias_gelu(const Tensor& h, const Tensor& bias) {
+  check_bias("bias_gelu", h, bias, false);
+  Device d = one_device("bias_gelu", {&h, &bias});
+  Tensor g = Tensor::empty(h.shape(), h.dtype(), d);
+  if (h.numel() > 0) LRA_TRAIN_RUN(d, bias_gelu, h, bias, g);
+  return g;
+}
+
+Tensor bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dg) {
+  check_bias("bias_gelu_backward", h, bias, false);
+  check_same_shape(h, dg, "bias_gelu_backward");
+  check_same_dtype(h, dg, "bias_gelu_backward");
+  Device d = one_device("bias_gelu_backward", {&h, &bias, &dg});
+  Tensor dz = Tensor::empty(h.shape(), h.dtype(), d);
+  if (h.numel() > 0) LRA_TRAIN_RUN(d, bias_gelu_backward, h, bias, dg, dz);
+  return dz;
+}
+
+Tensor bias_heads_first(const Tensor& y, const Tensor& bias, int64_t batch, int64_t heads) {
+  LRA_CHECK(y.rank() == 2 && batch > 0 && heads > 0 && y.dim(0) % batch == 0 &&
+                y.dim(1) % heads == 0,
+            "bias_heads_first: y {} is not [batch * seq, heads * head_dim] for batch {} and "
+            "{} heads",
+            y.shape_str(), batch, heads);
+  check_bias("bias_heads_first", y, bias, false);
+  Device d = one_device("bias_heads_first", {&y, &bias});
+  Tensor out = Tensor::empty(Shape{batch, heads, y.dim(0) / batch, y.dim(1) / heads}, y.dtype(), d);
+  if (y.numel() > 0) LRA_TRAIN_RUN(d, bias_heads_first, y, bias, out);
+  return out;
 }
 
 CrossEntropyResult cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels) {

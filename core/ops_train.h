@@ -60,6 +60,38 @@ PairFeatureGrads pair_features_backward(const Tensor& u, const Tensor& v, const 
 Tensor dropout_keep_mask(const Shape& shape, double p, uint64_t seed, uint64_t stream,
                          DType dtype = DType::f32, Device device = Device::cpu);
 
+// ---------------------------------------------------------------- fused block epilogues
+// The elementwise work around the encoder block's GEMMs (model/modules.cpp), one pass over
+// memory each instead of two to four: a Linear's bias goes in with what follows it, and a
+// dropout mask is drawn where it is applied, never stored. Each gives the same bits as the
+// composed ops it replaces (add_bias_inplace, transpose12, dropout_keep_mask then mul, add,
+// gelu) on the CPU, and the CUDA kernels the CPU's bits; bias_gelu_backward matches
+// gelu_backward to rounding (the slope's a * b + c may be contracted differently).
+
+// The draws of one dropout site: element i of a tensor is dropped (0) or kept (scaled by
+// 1 / (1 - p)) exactly as by dropout_keep_mask(shape, p, seed, stream). p = 0: no dropout.
+struct DropoutDraw {
+  double p = 0;
+  uint64_t seed = 0;
+  uint64_t stream = 0;
+};
+
+// out = residual + dropout(y + bias), element by element over y ([..., C]). bias ([C]) and
+// residual (y's shape) may be undefined: left out. out has y's shape, dtype and device and
+// may be y or residual itself (each element is read before it is written). Also the
+// backward of a dropout (y = dy, no bias, no residual).
+void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& drop,
+                      const Tensor& residual, Tensor& out);
+
+// gelu(h + bias) over h [..., C], bias [C]: the FFN's first Linear finished in one pass, and
+// its backward dg * gelu'(h + bias) (the input gradient of h + bias), from the same h.
+Tensor bias_gelu(const Tensor& h, const Tensor& bias);
+Tensor bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dg);
+
+// A projection's rows y [B*N, H*D] (without its bias) -> [B, H, N, D], with the bias
+// [H*D] added: transpose12((y + bias).reshape([B, N, H, D])) in one pass.
+Tensor bias_heads_first(const Tensor& y, const Tensor& bias, int64_t batch, int64_t heads);
+
 // ---------------------------------------------------------------- loss
 struct CrossEntropyResult {
   double loss = 0;      // mean over the batch of -log softmax(logits)[label]

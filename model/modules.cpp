@@ -27,11 +27,15 @@ Linear::Linear(const std::string& name, int64_t in, int64_t out, DType dtype, ui
   init_normal(weight_.value, init_seed, weight_.name, 0.02);
 }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward_unbiased(const Tensor& x) {
   LRA_CHECK(x.rank() == 2 && x.dim(1) == in(), "{}: input {} is not [rows, {}]", weight_.name,
             x.shape_str(), in());
   x_ = x;
-  Tensor y = core::matmul(x, weight_.value);
+  return core::matmul(x, weight_.value);
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  Tensor y = forward_unbiased(x);
   core::add_bias_inplace(y, bias_.value);
   return y;
 }
@@ -74,24 +78,30 @@ Tensor LayerNorm::backward(const Tensor& dy) {
 }
 
 // ---------------------------------------------------------------- Dropout
-Tensor Dropout::forward(const Tensor& x, const RunState& state) {
-  if (!state.training || p_ == 0) {
-    mask_ = Tensor();
-    return x;
-  }
+core::DropoutDraw Dropout::draw(const RunState& state) {
+  last_ = core::DropoutDraw{};
+  if (!state.training || p_ == 0) return last_;
   // The stream is (step, layer, site): a resumed run draws the very same masks.
-  uint64_t stream = (static_cast<uint64_t>(state.step) << 20) |
-                    (static_cast<uint64_t>(layer_ & 0xfff) << 8) |
-                    static_cast<uint64_t>(site_ & 0xff);
-  mask_ = core::dropout_keep_mask(x.shape(), p_, state.dropout_seed, stream, x.dtype(),
-                                    x.device());
-  return core::mul(x, mask_);
+  last_.p = p_;
+  last_.seed = state.dropout_seed;
+  last_.stream = (static_cast<uint64_t>(state.step) << 20) |
+                 (static_cast<uint64_t>(layer_ & 0xfff) << 8) |
+                 static_cast<uint64_t>(site_ & 0xff);
+  return last_;
+}
+
+Tensor Dropout::forward(const Tensor& x, const RunState& state) {
+  const core::DropoutDraw d = draw(state);
+  if (d.p == 0) return x;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  core::bias_dropout_add(x, Tensor(), d, Tensor(), y);
+  return y;
 }
 
 Tensor Dropout::backward(const Tensor& dy) {
-  if (!mask_.defined()) return dy;
-  Tensor dx = core::mul(dy.reshape(mask_.shape()), mask_).reshape(dy.shape());
-  mask_ = Tensor();
+  if (last_.p == 0) return dy;
+  Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+  core::bias_dropout_add(dy, Tensor(), last_, Tensor(), dx);
   return dx;
 }
 
@@ -121,15 +131,16 @@ MultiHeadAttention::MultiHeadAttention(const std::string& name, const MhaConfig&
                                            attention_options(name, config, layer, dtype, init_seed),
                                            config.context)) {}
 
-Tensor MultiHeadAttention::forward(const Tensor& x, int64_t batch, int64_t seq,
-                                   const Tensor& key_mask, const RunState& state) {
+Tensor MultiHeadAttention::forward_unbiased(const Tensor& x, int64_t batch, int64_t seq,
+                                            const Tensor& key_mask, const RunState& state) {
   batch_ = batch;
   seq_ = seq;
-  Shape split{batch, seq, heads_, head_dim_};
-  auto heads_first = [&](const Tensor& rows) { return core::transpose12(rows.reshape(split)); };
-  Tensor q = heads_first(wq_.forward(x));
-  Tensor k = heads_first(wk_.forward(x));
-  Tensor v = heads_first(wv_.forward(x));
+  auto heads_first = [&](Linear& w) {
+    return core::bias_heads_first(w.forward_unbiased(x), w.bias(), batch, heads_);
+  };
+  Tensor q = heads_first(wq_);
+  Tensor k = heads_first(wk_);
+  Tensor v = heads_first(wv_);
   attention_->set_training(state.training);
   attention_->set_step(state.step);
   saved_.clear();
@@ -139,7 +150,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, int64_t batch, int64_t seq,
   attention_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   Tensor merged = core::transpose12(out).reshape(Shape{batch * seq, heads_ * head_dim_});
-  return wo_.forward(merged);
+  return wo_.forward_unbiased(merged);
 }
 
 Tensor MultiHeadAttention::backward(const Tensor& dy) {
@@ -179,17 +190,19 @@ Block::Block(const std::string& name, const MhaConfig& config, int64_t hidden, d
 
 Tensor Block::forward(const Tensor& x, int64_t batch, int64_t seq, const Tensor& key_mask,
                       const RunState& state) {
-  Tensor a = drop_attn_.forward(mha_.forward(ln1_.forward(x), batch, seq, key_mask, state), state);
-  Tensor x1 = core::add(x, a);
-  a = Tensor();
-  ff1_out_ = ff1_.forward(ln2_.forward(x1));
-  Tensor f = drop_ffn_.forward(ff2_.forward(core::gelu(ff1_out_)), state);
-  core::add_into(f, x1);
+  // Each GEMM's bias goes into the pass that follows it: x1 = x + drop(attn + bo),
+  // gelu(ffn1 + b1), out = x1 + drop(ffn2 + b2), written over the GEMMs' outputs.
+  Tensor x1 = mha_.forward_unbiased(ln1_.forward(x), batch, seq, key_mask, state);
+  core::bias_dropout_add(x1, mha_.output_bias(), drop_attn_.draw(state), x, x1);
+  ff1_out_ = ff1_.forward_unbiased(ln2_.forward(x1));  // without its bias
+  Tensor f = ff2_.forward_unbiased(core::bias_gelu(ff1_out_, ff1_.bias()));
+  core::bias_dropout_add(f, ff2_.bias(), drop_ffn_.draw(state), x1, f);
   return f;
 }
 
 Tensor Block::backward(const Tensor& dy) {
-  Tensor d_f1 = core::gelu_backward(ff1_out_, ff2_.backward(drop_ffn_.backward(dy)));
+  Tensor d_f1 =
+      core::bias_gelu_backward(ff1_out_, ff1_.bias(), ff2_.backward(drop_ffn_.backward(dy)));
   ff1_out_ = Tensor();
   Tensor d_x1 = ln2_.backward(ff1_.backward(d_f1));
   d_f1 = Tensor();

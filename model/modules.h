@@ -11,6 +11,7 @@
 
 #include "attention/attention.h"
 #include "core/parameter.h"
+#include "core/ops_train.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -40,6 +41,11 @@ class Linear {
  public:
   Linear(const std::string& name, int64_t in, int64_t out, DType dtype, uint64_t init_seed);
   Tensor forward(const Tensor& x);  // x: [R, in] -> [R, out]
+  // x W without the bias, for a caller that adds bias() in its own fused pass
+  // (core::bias_dropout_add, bias_gelu, bias_heads_first); backward() is unchanged: its
+  // dy is the gradient of x W + bias.
+  Tensor forward_unbiased(const Tensor& x);
+  const Tensor& bias() const { return bias_.value; }
   // Returns dx, or adds it into *dx_accum (same shape as x) and returns it undefined.
   Tensor backward(const Tensor& dy, Tensor* dx_accum = nullptr);
   void collect(std::vector<Parameter*>& out) {
@@ -69,17 +75,21 @@ class LayerNorm {
   Tensor x_, mean_, rstd_;
 };
 
-// Inverted dropout with a counter-based mask; the identity when not training or p = 0.
+// Inverted dropout with a counter-based mask, drawn where it is applied and never stored
+// (the backward draws it again); the identity when not training or p = 0.
 class Dropout {
  public:
   Dropout(double p, int64_t layer, int64_t site) : p_(p), layer_(layer), site_(site) {}
-  Tensor forward(const Tensor& x, const RunState& state);
-  Tensor backward(const Tensor& dy);
+  // The draws of this site at `state` (p = 0 when not training), remembered for backward():
+  // for a caller that applies them in a fused op (core::bias_dropout_add).
+  core::DropoutDraw draw(const RunState& state);
+  Tensor forward(const Tensor& x, const RunState& state);  // x times the mask
+  Tensor backward(const Tensor& dy);  // dy times the mask of the last draw
 
  private:
   double p_;
   int64_t layer_, site_;
-  Tensor mask_;  // undefined when the last forward was the identity
+  core::DropoutDraw last_;  // p = 0: the last forward was the identity
 };
 
 struct MhaConfig {
@@ -95,9 +105,12 @@ class MultiHeadAttention {
  public:
   MultiHeadAttention(const std::string& name, const MhaConfig& config, int64_t layer, DType dtype,
                      uint64_t init_seed);
-  // x: [B*N, C] rows of a [B, N, C] activation; key_mask [B, N].
-  Tensor forward(const Tensor& x, int64_t batch, int64_t seq, const Tensor& key_mask,
-                 const RunState& state);
+  // x: [B*N, C] rows of a [B, N, C] activation; key_mask [B, N]. Returns the output
+  // projection without its bias (output_bias()), which the block adds in its dropout and
+  // residual pass; backward() takes the gradient of the biased output.
+  Tensor forward_unbiased(const Tensor& x, int64_t batch, int64_t seq, const Tensor& key_mask,
+                          const RunState& state);
+  const Tensor& output_bias() const { return wo_.bias(); }
   Tensor backward(const Tensor& dy);
   void collect(std::vector<Parameter*>& out);
   attention::Attention& backend() { return *attention_; }
@@ -131,7 +144,7 @@ class Block {
   MultiHeadAttention mha_;
   Linear ff1_, ff2_;
   Dropout drop_attn_, drop_ffn_;
-  Tensor ff1_out_;
+  Tensor ff1_out_;  // ffn1's output without its bias (bias_gelu's input)
 };
 
 }  // namespace lra::model

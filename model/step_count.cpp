@@ -106,14 +106,15 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   const double X = R * A;  // elements of q (= k = v = out)
   add("attention forward", attn.forward_flops, s * (3 * X + R + attn_params + X), L);
   linear("wo", R, A, C, L);
-  if (drop) elementwise("attention-out dropout forward", R * C, 1, 1, 1, L);
-  elementwise("residual add forward", R * C, 2, 1, 1, L);
+  // Dropout and the residual add are one pass (core::bias_dropout_add).
+  elementwise(drop ? "attention-out dropout + residual add forward" : "residual add forward",
+              R * C, 2, 1, drop ? 2 : 1, L);
   layer_norm("ln2", R, C, L);
   linear("ffn1", R, C, F, L);
   elementwise("gelu forward", R * F, 1, 1, 10, L);
   linear("ffn2", R, F, C, L);
-  if (drop) elementwise("ffn dropout forward", R * C, 1, 1, 1, L);
-  elementwise("residual add (ffn) forward", R * C, 2, 1, 1, L);
+  elementwise(drop ? "ffn dropout + residual add forward" : "residual add (ffn) forward", R * C,
+              2, 1, drop ? 2 : 1, L);
   layer_norm("final ln", R, C, 1);
   add("pooling forward", R * C, s * (R * C + R + Bq * C));
   if (c.pairs) elementwise("pair features forward", B * C, 2, 4, 2, 1);
@@ -147,10 +148,9 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   add("adamw update", 15 * P, s * 7 * P);
 
   // ---- memory estimate (lra's implementation; see the header)
-  const double d = drop ? 1 : 0;
-  const double kept_per_layer =
-      s * ((4 + 2 * d) * R * C + 4 * X + 2 * R * F + 4 * R) + attn.forward_bytes;
-  const double kept_outside = s * ((2 + d) * R * C + T * C);
+  // Dropout masks are drawn where they are applied and never kept.
+  const double kept_per_layer = s * (4 * R * C + 4 * X + 2 * R * F + 4 * R) + attn.forward_bytes;
+  const double kept_outside = s * (2 * R * C + T * C);
   const double backward_in_flight = attn.backward_bytes + s * (6 * X + 2 * R * F + 3 * R * C);
   out.memory_bytes = 4 * s * P + L * kept_per_layer + kept_outside + backward_in_flight;
   return out;

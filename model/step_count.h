@@ -6,7 +6,8 @@
 //
 // The step is counted op by op, at the granularity at which lra (and the PyTorch LRA code
 // it is compared with) runs it: each forward op (embedding, dropout, LayerNorm, each
-// Linear, the attention backend, GELU, residual add, pooling, head, cross-entropy) and each
+// Linear, the attention backend, GELU, dropout with its residual add, pooling, head,
+// cross-entropy) and each
 // backward op (a Linear's backward is two: the input gradient, and the weight and bias
 // gradients), then zeroing the gradients, the global gradient norm and the AdamW update.
 // For each op:

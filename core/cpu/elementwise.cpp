@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/cpu/gelu.h"
 #include "core/cpu/kernels.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
@@ -11,15 +12,6 @@ namespace lra::core::cpu {
 namespace {
 
 constexpr int64_t elem_grain = 1 << 15;
-
-template <typename T> T gelu_value(T x) {
-  return T(0.5) * x * (T(1) + std::erf(x * static_cast<T>(M_SQRT1_2)));
-}
-template <typename T> T gelu_slope(T x) {
-  const T inv_sqrt_2pi = static_cast<T>(0.3989422804014327);
-  return T(0.5) * (T(1) + std::erf(x * static_cast<T>(M_SQRT1_2))) +
-         x * inv_sqrt_2pi * std::exp(T(-0.5) * x * x);
-}
 
 }  // namespace
 

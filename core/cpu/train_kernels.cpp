@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu/gelu.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
 #include "core/rng.h"
@@ -210,25 +211,108 @@ void pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy, 
   });
 }
 
+namespace {
+// The 32-bit draws of elements 4 blk .. 4 blk + 3 of a dropout site (see
+// core::dropout_keep_mask); an element is dropped when its draw is below p * 2^32.
+std::array<uint32_t, 4> dropout_draws(int64_t blk, uint64_t seed, uint64_t stream) {
+  return philox4x32_10({static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),
+                        static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)},
+                       {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+}
+uint64_t dropout_threshold(double p) { return static_cast<uint64_t>(std::ldexp(p, 32)); }
+}  // namespace
+
 void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask) {
   int64_t total = mask.numel();
   int64_t blocks = (total + 3) / 4;
-  // Drop when the 32-bit draw is below p * 2^32.
-  auto threshold = static_cast<uint64_t>(std::ldexp(p, 32));
-  std::array<uint32_t, 2> key{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
+  const uint64_t threshold = dropout_threshold(p);
   LRA_DISPATCH_FLOAT(mask.dtype(), T, [&] {
     T* mp = mask.data<T>();
     const T keep = static_cast<T>(1.0 / (1.0 - p));
     parallel_for(blocks, 4096, [&](int64_t s, int64_t e) {
       for (int64_t blk = s; blk < e; ++blk) {
-        auto bits =
-            philox4x32_10({static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),
-                           static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)},
-                          key);
+        auto bits = dropout_draws(blk, seed, stream);
         int64_t base = blk * 4, n = std::min<int64_t>(4, total - base);
         for (int64_t q = 0; q < n; ++q)
           mp[base + q] =
               static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
+      }
+    });
+  });
+}
+
+void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& drop,
+                      const Tensor& residual, Tensor& out) {
+  const int64_t total = y.numel(), blocks = (total + 3) / 4;
+  const int64_t c = y.dim(-1);
+  const uint64_t threshold = dropout_threshold(drop.p);
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    const T* yp = y.data<T>();
+    const T* bp = bias.defined() ? bias.data<T>() : nullptr;
+    const T* rp = residual.defined() ? residual.data<T>() : nullptr;
+    T* op = out.data<T>();
+    const T keep = static_cast<T>(1.0 / (1.0 - drop.p));
+    parallel_for(blocks, 4096, [&](int64_t s, int64_t e) {
+      for (int64_t blk = s; blk < e; ++blk) {
+        const int64_t base = blk * 4, n = std::min<int64_t>(4, total - base);
+        std::array<uint32_t, 4> bits{};
+        if (drop.p > 0) bits = dropout_draws(blk, drop.seed, drop.stream);
+        for (int64_t q = 0; q < n; ++q) {
+          const int64_t i = base + q;
+          T v = yp[i];
+          if (bp) v += bp[i % c];
+          // Times the mask value (0 or keep), as core::mul(x, mask) computes it.
+          if (drop.p > 0)
+            v *= static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
+          op[i] = rp ? rp[i] + v : v;
+        }
+      }
+    });
+  });
+}
+
+void bias_gelu(const Tensor& h, const Tensor& bias, Tensor& g) {
+  const int64_t c = bias.dim(0), rows = h.numel() / c;
+  LRA_DISPATCH_FLOAT(h.dtype(), T, [&] {
+    const T* hp = h.data<T>();
+    const T* bp = bias.data<T>();
+    T* gp = g.data<T>();
+    parallel_for(rows, row_grain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s * c; i < e * c; ++i) gp[i] = gelu_value(static_cast<T>(hp[i] + bp[i % c]));
+    });
+  });
+}
+
+void bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dg, Tensor& dz) {
+  const int64_t c = bias.dim(0), rows = h.numel() / c;
+  LRA_DISPATCH_FLOAT(h.dtype(), T, [&] {
+    const T* hp = h.data<T>();
+    const T* bp = bias.data<T>();
+    const T* gp = dg.data<T>();
+    T* dp = dz.data<T>();
+    parallel_for(rows, row_grain, [&](int64_t s, int64_t e) {
+      for (int64_t i = s * c; i < e * c; ++i)
+        dp[i] = gp[i] * gelu_slope(static_cast<T>(hp[i] + bp[i % c]));
+    });
+  });
+}
+
+void bias_heads_first(const Tensor& y, const Tensor& bias, Tensor& out) {
+  // out [B, H, N, D]; y [B * N, H * D].
+  const int64_t batch = out.dim(0), heads = out.dim(1), seq = out.dim(2), d = out.dim(3);
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    const T* yp = y.data<T>();
+    const T* bp = bias.data<T>();
+    T* op = out.data<T>();
+    parallel_for(batch * heads, 1, [&](int64_t s, int64_t e) {
+      for (int64_t bh = s; bh < e; ++bh) {
+        const int64_t b = bh / heads, h = bh % heads;
+        const T* brow = bp + h * d;
+        for (int64_t n = 0; n < seq; ++n) {
+          const T* src = yp + (b * seq + n) * heads * d + h * d;
+          T* dst = op + (bh * seq + n) * d;
+          for (int64_t j = 0; j < d; ++j) dst[j] = src[j] + brow[j];
+        }
       }
     });
   });

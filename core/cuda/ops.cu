@@ -8,6 +8,7 @@
 #include "core/cuda/block_reduce.cuh"
 #include "core/cuda/check.h"
 #include "core/cuda/conv_kernels.cuh"
+#include "core/cuda/gelu.cuh"
 #include "core/cuda/kernels.h"
 #include "core/cuda/row_kernels.cuh"
 #include "core/cuda/scratch.h"
@@ -99,14 +100,6 @@ __global__ void sum_chunks(const T* partial, int64_t chunks, int64_t cols, T* ou
 }
 
 // ------------------------------------------------------------------ elementwise
-template <typename T> __device__ T gelu_value(T x) {
-  return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752440)));
-}
-template <typename T> __device__ T gelu_slope(T x) {
-  return T(0.5) * (T(1) + erf(x * T(0.70710678118654752440))) +
-         x * T(0.3989422804014327) * exp(T(-0.5) * x * x);
-}
-
 template <typename T> __global__ void unary_kernel(int op, const T* x, int64_t n, T* y) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = op == 0 ? gelu_value(x[i]) : (x[i] > T(0) ? x[i] : T(0));

@@ -28,6 +28,11 @@ void pair_features(const Tensor& u, const Tensor& v, Tensor& y);
 void pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy, Tensor& du,
                             Tensor& dv);
 void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask);
+void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& drop,
+                      const Tensor& residual, Tensor& out);
+void bias_gelu(const Tensor& h, const Tensor& bias, Tensor& g);
+void bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dg, Tensor& dz);
+void bias_heads_first(const Tensor& y, const Tensor& bias, Tensor& out);
 // Copies the per-row losses and hits back (the one host sync of a training step).
 double cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs,
                      int64_t& correct);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/cuda/gelu.cuh"
 #include "core/philox.h"
 
 namespace lra::core::cuda::train {
@@ -250,18 +251,79 @@ __global__ void pair_backward_kernel(const T* u, const T* v, const T* dy, int64_
 // Drop an element when its 32-bit draw is below p * 2^32 (as on the CPU).
 inline uint64_t dropout_threshold(double p) { return static_cast<uint64_t>(std::ldexp(p, 32)); }
 
+// The 32-bit draws of elements 4 blk .. 4 blk + 3 of a dropout site (see
+// core::dropout_keep_mask).
+__device__ inline philox::Block dropout_draws(int64_t blk, uint64_t seed, uint64_t stream) {
+  return philox::philox4x32_10(
+      static_cast<uint32_t>(blk), static_cast<uint32_t>(static_cast<uint64_t>(blk) >> 32),
+      static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32),
+      static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+}
+
 // One thread per Philox block of four elements (see core::dropout_keep_mask).
 template <typename T>
 __global__ void keep_mask_kernel(T* mask, int64_t total, uint64_t threshold, uint64_t seed,
                                  uint64_t stream, T keep) {
   LRA_TRAIN_GRID_STRIDE(blk, (total + 3) / 4) {
-    philox::Block bits = philox::philox4x32_10(
-        static_cast<uint32_t>(blk), static_cast<uint32_t>(static_cast<uint64_t>(blk) >> 32),
-        static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32),
-        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+    philox::Block bits = dropout_draws(blk, seed, stream);
     int64_t base = blk * 4;
     for (int q = 0; q < 4 && base + q < total; ++q)
       mask[base + q] = static_cast<uint64_t>(bits.v[q]) < threshold ? T(0) : keep;
+  }
+}
+
+// ---------------------------------------------------------------- fused block epilogues
+// A product rounded on its own, never contracted with the add that follows into one fused
+// multiply-add: the fused ops give the bits of the composed kernels they replace (the CPU
+// builds in ISO mode, where nothing is contracted either).
+#ifdef __CUDACC__
+__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+#else
+template <typename T> T mul_rn(T a, T b) { return a * b; }
+#endif
+
+// out = residual + dropout(y + bias), one thread per Philox block of four elements;
+// bias and residual may be null; without `dropping` (p = 0) nothing is drawn. out may alias y or
+// residual: each element is read before it is written, by the same thread.
+template <typename T>
+__global__ void bias_dropout_add_kernel(const T* y, const T* bias, int64_t c, const T* residual,
+                                        int64_t total, bool dropping, uint64_t threshold,
+                                        uint64_t seed, uint64_t stream, T keep, T* out) {
+  LRA_TRAIN_GRID_STRIDE(blk, (total + 3) / 4) {
+    philox::Block bits{};
+    if (dropping) bits = dropout_draws(blk, seed, stream);
+    const int64_t base = blk * 4;
+    for (int q = 0; q < 4 && base + q < total; ++q) {
+      const int64_t i = base + q;
+      T v = y[i];
+      if (bias) v += bias[i % c];
+      if (dropping) v = mul_rn(v, static_cast<uint64_t>(bits.v[q]) < threshold ? T(0) : keep);
+      out[i] = residual ? residual[i] + v : v;
+    }
+  }
+}
+
+template <typename T>
+__global__ void bias_gelu_kernel(const T* h, const T* bias, int64_t c, int64_t n, T* g) {
+  LRA_TRAIN_GRID_STRIDE(i, n) g[i] = gelu_value(static_cast<T>(h[i] + bias[i % c]));
+}
+
+template <typename T>
+__global__ void bias_gelu_backward_kernel(const T* h, const T* bias, const T* dg, int64_t c,
+                                          int64_t n, T* dz) {
+  LRA_TRAIN_GRID_STRIDE(i, n) dz[i] = mul_rn(dg[i], gelu_slope(static_cast<T>(h[i] + bias[i % c])));
+}
+
+// out [B, H, N, D] from y [B * N, H * D] plus bias [H * D], one thread per output element
+// (consecutive threads write consecutive d, and read a run of D consecutive elements of y).
+template <typename T>
+__global__ void bias_heads_first_kernel(const T* y, const T* bias, int64_t heads, int64_t seq,
+                                        int64_t d, int64_t n, T* out) {
+  LRA_TRAIN_GRID_STRIDE(i, n) {
+    const int64_t j = i % d, row = i / d;  // row = (b, h, s)
+    const int64_t s = row % seq, bh = row / seq, h = bh % heads, b = bh / heads;
+    out[i] = y[(b * seq + s) * heads * d + h * d + j] + bias[h * d + j];
   }
 }
 

@@ -183,6 +183,44 @@ void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask) {
   });
 }
 
+void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& drop,
+                      const Tensor& residual, Tensor& out) {
+  const int64_t total = y.numel();
+  const uint64_t threshold = train::dropout_threshold(drop.p);  // as on the CPU
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    train::bias_dropout_add_kernel<T><<<grid_for((total + 3) / 4), threads>>>(
+        y.data<T>(), bias.defined() ? bias.data<T>() : nullptr, y.dim(-1),
+        residual.defined() ? residual.data<T>() : nullptr, total, drop.p > 0, threshold, drop.seed,
+        drop.stream, static_cast<T>(1.0 / (1.0 - drop.p)), out.data<T>());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void bias_gelu(const Tensor& h, const Tensor& bias, Tensor& g) {
+  LRA_DISPATCH_FLOAT(h.dtype(), T, [&] {
+    train::bias_gelu_kernel<T><<<grid_for(h.numel()), threads>>>(
+        h.data<T>(), bias.data<T>(), bias.dim(0), h.numel(), g.data<T>());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dg, Tensor& dz) {
+  LRA_DISPATCH_FLOAT(h.dtype(), T, [&] {
+    train::bias_gelu_backward_kernel<T><<<grid_for(h.numel()), threads>>>(
+        h.data<T>(), bias.data<T>(), dg.data<T>(), bias.dim(0), h.numel(), dz.data<T>());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
+void bias_heads_first(const Tensor& y, const Tensor& bias, Tensor& out) {
+  LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
+    train::bias_heads_first_kernel<T><<<grid_for(out.numel()), threads>>>(
+        y.data<T>(), bias.data<T>(), out.dim(1), out.dim(2), out.dim(3), out.numel(),
+        out.data<T>());
+    LRA_CUDA_CHECK_LAUNCH();
+  });
+}
+
 double cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels, Tensor& probs,
                      int64_t& correct) {
   int64_t b = logits.dim(0), k = logits.dim(1);

@@ -377,6 +377,106 @@ TEST(CudaKernelEmulationTrainOps, DropoutKeepMaskMatchesTheCpuBitForBit) {
   for_each_case([](auto t, bool strided) { check_dropout<decltype(t)>(strided); });
 }
 
+// ---------------------------------------------------------------- fused block epilogues
+// The four kernels against the CPU ops, as train_ops.cu launches them: the dropped elements
+// exactly (the same Philox draws), the values to rounding (this file is compiled with the
+// compiler's default contraction, where the device and the CPU kernel round the product
+// before the add: the GPU parity tests check those bits).
+template <typename T>
+void check_bias_dropout_add(bool strided) {
+  SCOPED_TRACE(dtype_name(dtype_of<T>()));
+  const Shape shape{3, 5, 37};  // 555 elements: the last Philox block is partial
+  const Tensor y = randn<T>(shape, 30), bias = randn<T>(Shape{37}, 31),
+               residual = randn<T>(shape, 32);
+  const DropoutDraw drop{0.3, 77, 1234};
+  const uint64_t threshold = cuda::train::dropout_threshold(drop.p);
+  const T keep = static_cast<T>(1.0 / (1.0 - drop.p));
+  const int64_t total = y.numel(), c = 37;
+  for (bool with_parts : {true, false}) {
+    SCOPED_TRACE(with_parts ? "bias and residual" : "dropout alone");
+    const Tensor b = with_parts ? bias : Tensor(), r = with_parts ? residual : Tensor();
+    Tensor want = Tensor::empty(shape, dtype_of<T>());
+    bias_dropout_add(y, b, drop, r, want);
+    Tensor got = poisoned<T>(shape);
+    const T* yp = y.data<T>();
+    const T* bp = with_parts ? bias.data<T>() : nullptr;
+    const T* rp = with_parts ? residual.data<T>() : nullptr;
+    T* op = got.data<T>();
+    launch((total + 3) / 4, strided, [&] {
+      cuda::train::bias_dropout_add_kernel<T>(yp, bp, c, rp, total, true, threshold, drop.seed,
+                                              drop.stream, keep, op);
+    });
+    EXPECT_LE(rel_error(got, want, "bias_dropout_add"), tolerance<T>());
+    // Without a residual, a dropped element is exactly zero on both.
+    if (!with_parts) {
+      const std::vector<double> g = got.to_vector(), w = want.to_vector();
+      int64_t zeros = 0;
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        EXPECT_EQ(g[i] == 0.0, w[i] == 0.0) << "element " << i;
+        zeros += w[i] == 0.0;
+      }
+      EXPECT_GT(zeros, 100);
+    }
+  }
+  // p = 0 draws nothing: y + bias in place.
+  Tensor want = y.clone();
+  add_bias_inplace(want, bias);
+  Tensor got = y.clone();
+  T* gp = got.data<T>();
+  const T* bp = bias.data<T>();
+  launch((total + 3) / 4, strided, [&] {
+    cuda::train::bias_dropout_add_kernel<T>(gp, bp, c, nullptr, total, false, 0, 0, 0, T(1), gp);
+  });
+  EXPECT_TRUE(same_bits(got, want)) << "p = 0, in place";
+}
+
+TEST(CudaKernelEmulationTrainOps, BiasDropoutAddMatchesTheCpu) {
+  for_each_case([](auto t, bool strided) { check_bias_dropout_add<decltype(t)>(strided); });
+}
+
+template <typename T>
+void check_bias_gelu(bool strided) {
+  SCOPED_TRACE(dtype_name(dtype_of<T>()));
+  const Shape shape{6, 4, 29};
+  const Tensor h = randn<T>(shape, 33, 2.0), bias = randn<T>(Shape{29}, 34),
+               dg = randn<T>(shape, 35);
+  const int64_t n = h.numel(), c = 29;
+  Tensor g = poisoned<T>(shape), dz = poisoned<T>(shape);
+  const T* hp = h.data<T>();
+  const T* bp = bias.data<T>();
+  const T* dgp = dg.data<T>();
+  T* gp = g.data<T>();
+  T* dzp = dz.data<T>();
+  launch(n, strided, [&] { cuda::train::bias_gelu_kernel<T>(hp, bp, c, n, gp); });
+  launch(n, strided, [&] { cuda::train::bias_gelu_backward_kernel<T>(hp, bp, dgp, c, n, dzp); });
+  EXPECT_LE(rel_error(g, bias_gelu(h, bias), "bias_gelu"), tolerance<T>());
+  EXPECT_LE(rel_error(dz, bias_gelu_backward(h, bias, dg), "bias_gelu_backward"), tolerance<T>());
+}
+
+TEST(CudaKernelEmulationTrainOps, BiasGeluMatchesTheCpu) {
+  for_each_case([](auto t, bool strided) { check_bias_gelu<decltype(t)>(strided); });
+}
+
+template <typename T>
+void check_bias_heads_first(bool strided) {
+  SCOPED_TRACE(dtype_name(dtype_of<T>()));
+  const int64_t batch = 3, seq = 7, heads = 4, d = 5;
+  const Tensor y = randn<T>(Shape{batch * seq, heads * d}, 36), bias = randn<T>(Shape{heads * d}, 37);
+  const Tensor want = bias_heads_first(y, bias, batch, heads);
+  Tensor got = poisoned<T>(want.shape());
+  const T* yp = y.data<T>();
+  const T* bp = bias.data<T>();
+  T* op = got.data<T>();
+  const int64_t n = got.numel();
+  launch(n, strided,
+         [&] { cuda::train::bias_heads_first_kernel<T>(yp, bp, heads, seq, d, n, op); });
+  EXPECT_TRUE(same_bits(got, want));
+}
+
+TEST(CudaKernelEmulationTrainOps, BiasHeadsFirstMatchesTheCpuBitForBit) {
+  for_each_case([](auto t, bool strided) { check_bias_heads_first<decltype(t)>(strided); });
+}
+
 // ---------------------------------------------------------------- cross-entropy
 template <typename T>
 void check_cross_entropy(bool strided) {

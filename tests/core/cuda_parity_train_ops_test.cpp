@@ -138,6 +138,48 @@ TEST_P(CudaTrainOps, DropoutKeepMaskSameBits) {
   }
 }
 
+// The encoder block's fused epilogues: the same bits as the CPU where they only add,
+// select and multiply (products rounded before the add on both), the GELU to tolerance.
+TEST_P(CudaTrainOps, BiasDropoutAddSameBitsInPlaceAndNot) {
+  const Shape shape{5, 61, 37};  // 11285: not a multiple of 4
+  Tensor y = randn(shape), bias = randn(Shape{37}), residual = randn(shape);
+  for (double p : {0.0, 0.1}) {
+    const DropoutDraw drop{p, 0x1234567890ull, (uint64_t(9) << 20) | 5};
+    Tensor want = Tensor::empty(shape, dtype());
+    bias_dropout_add(y, bias, drop, residual, want);
+    poison(shape);
+    Tensor out = Tensor::empty(shape, dtype(), Device::cuda);
+    bias_dropout_add(gpu(y), gpu(bias), drop, gpu(residual), out);
+    expect_equal(out, want, "bias_dropout_add");
+    Tensor over_y = gpu(y);
+    bias_dropout_add(over_y, gpu(bias), drop, gpu(residual), over_y);
+    expect_equal(over_y, want, "bias_dropout_add over y");
+    Tensor alone = Tensor::empty(shape, dtype());
+    bias_dropout_add(y, Tensor(), drop, Tensor(), alone);
+    poison(shape);
+    Tensor galone = Tensor::empty(shape, dtype(), Device::cuda);
+    bias_dropout_add(gpu(y), Tensor(), drop, Tensor(), galone);
+    expect_equal(galone, alone, "dropout alone");
+  }
+}
+
+TEST_P(CudaTrainOps, BiasGeluForwardBackward) {
+  const Shape shape{7, 300, 33};
+  Tensor h = randn(shape, 2.0), bias = randn(Shape{33}), dg = randn(shape);
+  const Tensor g = bias_gelu(h, bias), dz = bias_gelu_backward(h, bias, dg);
+  poison(shape);
+  expect_close(bias_gelu(gpu(h), gpu(bias)), g, "bias_gelu");
+  poison(shape);
+  expect_close(bias_gelu_backward(gpu(h), gpu(bias), gpu(dg)), dz, "bias_gelu_backward");
+}
+
+TEST_P(CudaTrainOps, BiasHeadsFirstSameBits) {
+  Tensor y = randn(Shape{3 * 129, 2 * 32}), bias = randn(Shape{64});
+  const Tensor want = bias_heads_first(y, bias, 3, 2);
+  poison(want.shape());
+  expect_equal(bias_heads_first(gpu(y), gpu(bias), 3, 2), want, "bias_heads_first");
+}
+
 TEST_P(CudaTrainOps, CrossEntropyForwardBackward) {
   Tensor logits = randn(Shape{300, 10}, 3.0);
   std::vector<int32_t> labels = random_ints(300, 10);

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "core/ops.h"
 #include "core/rng.h"
 #include "tests/support/grad_check.h"
 
@@ -319,6 +321,113 @@ TEST(OpsTrain, DropoutKeepMaskIsAPureFunctionWithTheRightRate) {
   for (double v : none.to_vector()) EXPECT_EQ(v, 1.0);
   EXPECT_THROW(dropout_keep_mask(Shape{4}, 1.0, 5, 9), Error);
 }
+
+// ---------------------------------------------------------------- fused block epilogues
+// Each fused op against the composed ops it replaces in the encoder block, bit for bit,
+// f32 and f64; 3 x 5 x 37 = 555 elements: the last Philox block is partial.
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         std::memcmp(a.raw_data(), b.raw_data(), a.bytes()) == 0;
+}
+
+class FusedEpilogues : public ::testing::TestWithParam<DType> {
+ protected:
+  Tensor draw(const Shape& s, uint64_t seed) { return randn(s, seed).to(GetParam()); }
+};
+
+TEST_P(FusedEpilogues, BiasDropoutAddIsTheComposedOps) {
+  const Shape shape{3, 5, 37};
+  const Tensor y = draw(shape, 40), bias = draw(Shape{37}, 41), residual = draw(shape, 42);
+  const DropoutDraw drop{0.3, 77, 1234};
+  // The block's forward: residual + (y + bias) * mask.
+  Tensor biased = y.clone();
+  add_bias_inplace(biased, bias);
+  const Tensor mask = dropout_keep_mask(shape, drop.p, drop.seed, drop.stream, GetParam());
+  const Tensor want = add(residual, mul(biased, mask));
+  Tensor out = Tensor::empty(shape, GetParam());
+  bias_dropout_add(y, bias, drop, residual, out);
+  EXPECT_TRUE(same_bits(out, want)) << "into a new tensor";
+  Tensor in_y = y.clone();
+  bias_dropout_add(in_y, bias, drop, residual, in_y);
+  EXPECT_TRUE(same_bits(in_y, want)) << "in place over y";
+  Tensor in_residual = residual.clone();
+  bias_dropout_add(y, bias, drop, in_residual, in_residual);
+  EXPECT_TRUE(same_bits(in_residual, want)) << "in place over the residual";
+
+  // The parts left out: a dropout alone (the backward), bias alone, p = 0.
+  Tensor alone = Tensor::empty(shape, GetParam());
+  bias_dropout_add(y, Tensor(), drop, Tensor(), alone);
+  EXPECT_TRUE(same_bits(alone, mul(y, mask))) << "dropout alone";
+  int64_t zeros = 0;
+  for (double v : alone.to_vector()) zeros += v == 0.0;
+  EXPECT_GT(zeros, 100);  // 555 x 0.3 = 166 expected
+  EXPECT_LT(zeros, 240);
+  Tensor no_drop = Tensor::empty(shape, GetParam());
+  bias_dropout_add(y, bias, DropoutDraw{}, Tensor(), no_drop);
+  EXPECT_TRUE(same_bits(no_drop, biased)) << "p = 0: the bias alone";
+  Tensor other = Tensor::empty(shape, GetParam());
+  bias_dropout_add(y, Tensor(), DropoutDraw{0.3, 77, 1235}, Tensor(), other);
+  EXPECT_FALSE(same_bits(other, alone)) << "another stream is another mask";
+}
+
+TEST_P(FusedEpilogues, BiasGeluIsTheComposedOps) {
+  const Tensor h = draw(Shape{6, 4, 29}, 43), bias = draw(Shape{29}, 44),
+               dg = draw(Shape{6, 4, 29}, 45);
+  Tensor z = h.clone();
+  add_bias_inplace(z, bias);
+  EXPECT_TRUE(same_bits(bias_gelu(h, bias), gelu(z))) << "forward";
+  // The slope's a * b + c may be contracted in one file and not the other: to rounding.
+  const std::vector<double> got = bias_gelu_backward(h, bias, dg).to_vector(),
+                            want = gelu_backward(z, dg).to_vector();
+  for (std::size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], (GetParam() == DType::f32 ? 1e-6 : 1e-15) * (1 + std::abs(want[i])))
+        << "backward, element " << i;
+  // And the exact GELU itself, in double, for one element.
+  const double z0 = z.to_vector()[5], g0 = bias_gelu(h, bias).to_vector()[5];
+  EXPECT_NEAR(g0, 0.5 * z0 * (1 + std::erf(z0 / std::sqrt(2.0))),
+              GetParam() == DType::f32 ? 1e-6 : 1e-15);
+}
+
+TEST_P(FusedEpilogues, BiasHeadsFirstIsTheComposedOps) {
+  const int64_t batch = 3, seq = 7, heads = 4, d = 5;
+  const Tensor y = draw(Shape{batch * seq, heads * d}, 46), bias = draw(Shape{heads * d}, 47);
+  Tensor biased = y.clone();
+  add_bias_inplace(biased, bias);
+  const Tensor want = transpose12(biased.reshape(Shape{batch, seq, heads, d}));
+  const Tensor got = bias_heads_first(y, bias, batch, heads);
+  EXPECT_EQ(got.shape(), (Shape{batch, heads, seq, d}));
+  EXPECT_TRUE(same_bits(got, want));
+  EXPECT_EQ(got.at({2, 1, 6, 3}), y.at({2 * seq + 6, 1 * d + 3}) + bias.at({1 * d + 3}));
+}
+
+TEST_P(FusedEpilogues, BadShapesAreNamed) {
+  const Tensor y = draw(Shape{6, 8}, 48), bias = draw(Shape{8}, 49);
+  Tensor out = Tensor::empty(Shape{6, 8}, GetParam());
+  auto fails_with = [](const std::function<void()>& f, const std::string& what) {
+    try {
+      f();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      return;
+    }
+    ADD_FAILURE() << "no error; expected one naming " << what;
+  };
+  fails_with([&] { bias_dropout_add(y, draw(Shape{7}, 50), {}, Tensor(), out); },
+             "bias_dropout_add: bias [7]");
+  fails_with([&] { bias_dropout_add(y, bias, {}, draw(Shape{6, 7}, 51), out); },
+             "bias_dropout_add (residual)");
+  fails_with([&] { bias_dropout_add(y, bias, {1.0, 0, 0}, Tensor(), out); },
+             "probability 1 is outside [0, 1)");
+  Tensor wrong = Tensor::empty(Shape{8, 6}, GetParam());
+  fails_with([&] { bias_dropout_add(y, bias, {}, Tensor(), wrong); }, "bias_dropout_add (out)");
+  fails_with([&] { bias_gelu(y, Tensor()); }, "bias_gelu: bias (undefined)");
+  fails_with([&] { bias_gelu_backward(y, bias, draw(Shape{6, 7}, 52)); }, "bias_gelu_backward");
+  fails_with([&] { bias_heads_first(y, bias, 4, 2); }, "bias_heads_first: y [6, 8]");
+  fails_with([&] { bias_heads_first(y, bias, 3, 3); }, "for batch 3 and 3 heads");
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, FusedEpilogues, ::testing::Values(DType::f32, DType::f64),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 }  // namespace
 }  // namespace lra::core
