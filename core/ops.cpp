@@ -224,13 +224,15 @@ LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& b
 }
 
 LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& dy) {
+                                   const Tensor& rstd, const Tensor& dy, const Tensor& residual) {
   require_same("layer_norm_backward", x, dy);
-  one_device("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy});
+  if (residual.defined()) require_same("layer_norm_backward (residual)", x, residual);
+  one_device("layer_norm_backward", {&x, &gamma, &mean, &rstd, &dy, &residual});
   LayerNormGrads g{Tensor::empty(x.shape(), x.dtype(), x.device()),
                    Tensor::empty(gamma.shape(), x.dtype(), x.device()),
                    Tensor::empty(gamma.shape(), x.dtype(), x.device())};
-  LRA_RUN(x.device(), layer_norm_backward, x, gamma, mean, rstd, dy, g.dx, g.dgamma, g.dbeta);
+  LRA_RUN(x.device(), layer_norm_backward, x, gamma, mean, rstd, dy, residual, g.dx, g.dgamma,
+          g.dbeta);
   return g;
 }
 

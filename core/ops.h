@@ -67,8 +67,11 @@ struct LayerNormGrads {
 // Normalises each row of x ([..., C]) then applies gamma, beta ([C]).
 LayerNormResult layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                            double eps = 1e-5);
+// residual (x's shape; optional) is added into dx: the gradient that reaches x around the
+// LayerNorm through a residual connection, summed in the same pass.
 LayerNormGrads layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                                   const Tensor& rstd, const Tensor& dy);
+                                   const Tensor& rstd, const Tensor& dy,
+                                   const Tensor& residual = Tensor());
 
 // ---------------------------------------------------------------- activations
 Tensor gelu(const Tensor& x);  // exact: 0.5 x (1 + erf(x / sqrt 2))

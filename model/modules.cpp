@@ -68,9 +68,9 @@ Tensor LayerNorm::forward(const Tensor& x) {
   return r.y;
 }
 
-Tensor LayerNorm::backward(const Tensor& dy) {
+Tensor LayerNorm::backward(const Tensor& dy, const Tensor& residual_grad) {
   LRA_CHECK(x_.defined(), "{}: backward without forward", gamma_.name);
-  auto g = core::layer_norm_backward(x_, gamma_.value, mean_, rstd_, dy);
+  auto g = core::layer_norm_backward(x_, gamma_.value, mean_, rstd_, dy, residual_grad);
   core::add_into(gamma_.grad, g.dgamma);
   core::add_into(beta_.grad, g.dbeta);
   x_ = mean_ = rstd_ = Tensor();
@@ -204,12 +204,10 @@ Tensor Block::backward(const Tensor& dy) {
   Tensor d_f1 =
       core::bias_gelu_backward(ff1_out_, ff1_.bias(), ff2_.backward(drop_ffn_.backward(dy)));
   ff1_out_ = Tensor();
-  Tensor d_x1 = ln2_.backward(ff1_.backward(d_f1));
+  // Each residual's gradient joins its LayerNorm's in the LayerNorm's backward pass.
+  Tensor d_x1 = ln2_.backward(ff1_.backward(d_f1), dy);
   d_f1 = Tensor();
-  core::add_into(d_x1, dy);
-  Tensor d_x = ln1_.backward(mha_.backward(drop_attn_.backward(d_x1)));
-  core::add_into(d_x, d_x1);
-  return d_x;
+  return ln1_.backward(mha_.backward(drop_attn_.backward(d_x1)), d_x1);
 }
 
 void Block::collect(std::vector<Parameter*>& out) {

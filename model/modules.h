@@ -64,7 +64,9 @@ class LayerNorm {
  public:
   LayerNorm(const std::string& name, int64_t dim, DType dtype);
   Tensor forward(const Tensor& x);
-  Tensor backward(const Tensor& dy);
+  // residual_grad (optional): the gradient reaching x around this LayerNorm through a
+  // residual connection, added into the returned dx in the same pass.
+  Tensor backward(const Tensor& dy, const Tensor& residual_grad = Tensor());
   void collect(std::vector<Parameter*>& out) {
     out.push_back(&gamma_);
     out.push_back(&beta_);

@@ -62,10 +62,14 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
     add(name + " backward dx", 2 * r * o * i, s * (r * o + o * i + r * i), runs);
     add(name + " backward dW db", 2 * r * i * o + r * o, s * (r * i + r * o + i * o + o), runs);
   };
-  auto layer_norm = [&](const std::string& name, double r, double width, double runs) {
+  // residual: the backward also reads a residual branch's gradient and adds it into dx.
+  auto layer_norm = [&](const std::string& name, double r, double width, double runs,
+                        bool residual) {
     // Mean and variance, normalise, scale and shift; the backward's two row reductions.
     add(name + " forward", 8 * r * width, s * (2 * r * width + 2 * width + 2 * r), runs);
-    add(name + " backward", 12 * r * width, s * (3 * r * width + 2 * r + width + 2 * width), runs);
+    add(name + (residual ? " backward + residual add" : " backward"),
+        (residual ? 13 : 12) * r * width,
+        s * ((residual ? 4 : 3) * r * width + 2 * r + width + 2 * width), runs);
   };
   auto elementwise = [&](const std::string& name, double elements, double reads, double writes,
                          double flops_per_element, double runs) {
@@ -99,7 +103,7 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   add("embedding + positions forward", T * C, id_bytes * T + s * (T * C + N * C + T * C));
   if (cls) elementwise("cls row forward", R * C, 1, 1, 0, 1);
   if (drop) elementwise("embedding dropout forward", R * C, 1, 1, 1, 1);
-  layer_norm("ln1", R, C, L);
+  layer_norm("ln1", R, C, L, true);
   linear("wq", R, C, A, L);
   linear("wk", R, C, A, L);
   linear("wv", R, C, A, L);
@@ -109,13 +113,13 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   // Dropout and the residual add are one pass (core::bias_dropout_add).
   elementwise(drop ? "attention-out dropout + residual add forward" : "residual add forward",
               R * C, 2, 1, drop ? 2 : 1, L);
-  layer_norm("ln2", R, C, L);
+  layer_norm("ln2", R, C, L, true);
   linear("ffn1", R, C, F, L);
   elementwise("gelu forward", R * F, 1, 1, 10, L);
   linear("ffn2", R, F, C, L);
   elementwise(drop ? "ffn dropout + residual add forward" : "residual add (ffn) forward", R * C,
               2, 1, drop ? 2 : 1, L);
-  layer_norm("final ln", R, C, 1);
+  layer_norm("final ln", R, C, 1, false);
   add("pooling forward", R * C, s * (R * C + R + Bq * C));
   if (c.pairs) elementwise("pair features forward", B * C, 2, 4, 2, 1);
   linear("head.fc1", B, Ci, Hh, 1);
@@ -127,16 +131,14 @@ StepCount training_step_count(const ClassifierConfig& c, int64_t batch, int64_t 
   elementwise("head relu backward", B * Hh, 2, 1, 1, 1);
   if (c.pairs) elementwise("pair features backward", B * C, 6, 2, 4, 1);
   add("pooling backward", R * C, s * (Bq * C + R + R * C));
-  // Per layer, reverse order: dropout, two residual adds, GELU, the attention backward and
-  // the accumulation of dx from Wq, Wk, Wv.
+  // Per layer, reverse order: dropout, GELU, the attention backward and the accumulation of
+  // dx from Wq, Wk, Wv (the residual adds are in the LayerNorms' backward, above).
   if (drop) elementwise("ffn dropout backward", R * C, 1, 1, 1, L);
   elementwise("gelu backward", R * F, 2, 1, 20, L);
-  elementwise("residual add (ffn) backward", R * C, 2, 1, 1, L);
   if (drop) elementwise("attention-out dropout backward", R * C, 1, 1, 1, L);
   add("attention backward", attn.backward_flops,
       s * (4 * X + R + attn_params + 3 * X + attn_params), L);
   elementwise("dx accumulation (wk, wv)", R * C, 2, 1, 1, 2 * L);
-  elementwise("residual add backward", R * C, 2, 1, 1, L);
   if (drop) elementwise("embedding dropout backward", R * C, 1, 1, 1, 1);
   if (cls) elementwise("cls row backward", R * C, 1, 1, 1, 1);
   if (c.learned_positions) add("positions backward", T * C, s * (T * C + N * C));

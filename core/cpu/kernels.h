@@ -15,8 +15,8 @@ void softmax_backward(const Tensor& y, const Tensor& dy, double scale, Tensor& d
 void layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double eps, Tensor& y,
                 Tensor& mean, Tensor& rstd);
 void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                         const Tensor& rstd, const Tensor& dy, Tensor& dx, Tensor& dgamma,
-                         Tensor& dbeta);
+                         const Tensor& rstd, const Tensor& dy, const Tensor& residual, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta);
 
 enum class Unary { gelu, relu };
 void unary(Unary op, const Tensor& x, Tensor& y);

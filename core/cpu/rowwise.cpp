@@ -80,8 +80,8 @@ void layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, double
 }
 
 void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                         const Tensor& rstd, const Tensor& dy, Tensor& dx, Tensor& dgamma,
-                         Tensor& dbeta) {
+                         const Tensor& rstd, const Tensor& dy, const Tensor& residual, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta) {
   int64_t cols = x.dim(-1);
   int64_t rows = cols ? x.numel() / cols : 0;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
@@ -91,6 +91,7 @@ void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mea
     const T* rp = rstd.data<T>();
     const T* gp = dy.data<T>();
     T* dp = dx.data<T>();
+    const T* res = residual.defined() ? residual.data<T>() : nullptr;
     // dgamma/dbeta: per fixed chunk of rows, partial sums; chunks combined in order.
     const int64_t chunk = 256;
     int64_t chunks = (rows + chunk - 1) / chunk;
@@ -119,6 +120,8 @@ void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mea
             T xhat = (xr[c] - mu) * inv;
             dr[c] = inv * (gr[c] * g[c] - mean_dxhat - xhat * mean_dxhat_xhat);
           }
+          if (res)
+            for (int64_t c = 0; c < cols; ++c) dr[c] += res[r * cols + c];
         }
       }
     });

@@ -253,14 +253,15 @@ void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& dr
     T* op = out.data<T>();
     const T keep = static_cast<T>(1.0 / (1.0 - drop.p));
     parallel_for(blocks, 4096, [&](int64_t s, int64_t e) {
+      int64_t j = (s * 4) % c;  // the bias column of element i, advanced with i
       for (int64_t blk = s; blk < e; ++blk) {
         const int64_t base = blk * 4, n = std::min<int64_t>(4, total - base);
         std::array<uint32_t, 4> bits{};
         if (drop.p > 0) bits = dropout_draws(blk, drop.seed, drop.stream);
-        for (int64_t q = 0; q < n; ++q) {
+        for (int64_t q = 0; q < n; ++q, j = j + 1 == c ? 0 : j + 1) {
           const int64_t i = base + q;
           T v = yp[i];
-          if (bp) v += bp[i % c];
+          if (bp) v += bp[j];
           // Times the mask value (0 or keep), as core::mul(x, mask) computes it.
           if (drop.p > 0)
             v *= static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
@@ -278,7 +279,9 @@ void bias_gelu(const Tensor& h, const Tensor& bias, Tensor& g) {
     const T* bp = bias.data<T>();
     T* gp = g.data<T>();
     parallel_for(rows, row_grain, [&](int64_t s, int64_t e) {
-      for (int64_t i = s * c; i < e * c; ++i) gp[i] = gelu_value(static_cast<T>(hp[i] + bp[i % c]));
+      for (int64_t r = s; r < e; ++r)
+        for (int64_t j = 0, i = r * c; j < c; ++j, ++i)
+          gp[i] = gelu_value(static_cast<T>(hp[i] + bp[j]));
     });
   });
 }
@@ -291,8 +294,9 @@ void bias_gelu_backward(const Tensor& h, const Tensor& bias, const Tensor& dg, T
     const T* gp = dg.data<T>();
     T* dp = dz.data<T>();
     parallel_for(rows, row_grain, [&](int64_t s, int64_t e) {
-      for (int64_t i = s * c; i < e * c; ++i)
-        dp[i] = gp[i] * gelu_slope(static_cast<T>(hp[i] + bp[i % c]));
+      for (int64_t r = s; r < e; ++r)
+        for (int64_t j = 0, i = r * c; j < c; ++j, ++i)
+          dp[i] = gp[i] * gelu_slope(static_cast<T>(hp[i] + bp[j]));
     });
   });
 }

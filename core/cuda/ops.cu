@@ -346,19 +346,20 @@ void column_sums(const T* x, const T* mean, const T* rstd, const T* dy, int64_t 
 }  // namespace
 
 void layer_norm_backward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
-                         const Tensor& rstd, const Tensor& dy, Tensor& dx, Tensor& dgamma,
-                         Tensor& dbeta) {
+                         const Tensor& rstd, const Tensor& dy, const Tensor& residual, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta) {
   int64_t cols = x.dim(-1), rows = cols ? x.numel() / cols : 0;
   LRA_DISPATCH_FLOAT(x.dtype(), T, [&] {
+    const T* res = residual.defined() ? residual.data<T>() : nullptr;
     if (rows > 0) {
       if (rows_per_warp(cols)) {
         layer_norm_dx_kernel<T, true><<<row_blocks(rows, cols), block_threads>>>(
-            cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), rows, cols,
-            mptr<T>(dx));
+            cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy),
+            res, rows, cols, mptr<T>(dx));
       } else {
         layer_norm_dx_kernel<T, false><<<row_blocks(rows, cols), block_threads>>>(
-            cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy), rows, cols,
-            mptr<T>(dx));
+            cptr<T>(x), cptr<T>(gamma), cptr<T>(mean), cptr<T>(rstd), cptr<T>(dy),
+            res, rows, cols, mptr<T>(dx));
       }
       LRA_CUDA_CHECK_LAUNCH();
     }

@@ -122,9 +122,11 @@ __global__ void layer_norm_kernel(const T* x, const T* g, const T* b, int64_t ro
   }
 }
 
+// residual (optional: null) is added into dx.
 template <typename T, bool Warp>
 __global__ void layer_norm_dx_kernel(const T* x, const T* g, const T* mean, const T* rstd,
-                                     const T* dy, int64_t rows, int64_t cols, T* dx) {
+                                     const T* dy, const T* residual, int64_t rows, int64_t cols,
+                                     T* dx) {
   __shared__ T shared[row_block_threads];
   const RowSlot<Warp> s;
   const bool inside = s.row < rows;
@@ -143,7 +145,8 @@ __global__ void layer_norm_dx_kernel(const T* x, const T* g, const T* mean, cons
   b = row_sum<T, Warp>(b, shared) / static_cast<T>(cols);
   for (int64_t c = s.lane; c < n; c += s.width) {
     const T xhat = (xr[c] - mu) * inv;
-    dx[s.row * cols + c] = inv * (gr[c] * g[c] - a - xhat * b);
+    const T d = inv * (gr[c] * g[c] - a - xhat * b);
+    dx[s.row * cols + c] = residual ? d + residual[s.row * cols + c] : d;
   }
 }
 

@@ -410,8 +410,8 @@ TEST(CudaKernelEmulation, ConvDwSplitCoversEveryRowOnce) {
 
 template <typename T, bool Warp>
 void run_rows(const Tensor& x, const Tensor& mask, const Tensor& dy, const Tensor& gamma,
-              const Tensor& beta, Tensor& y, Tensor& dx, Tensor& ln, Tensor& mean, Tensor& rstd,
-              Tensor& ln_dx) {
+              const Tensor& beta, const Tensor& residual, Tensor& y, Tensor& dx, Tensor& ln,
+              Tensor& mean, Tensor& rstd, Tensor& ln_dx, Tensor& ln_dx_res) {
   using namespace cuda;
   const int64_t cols = x.dim(-1), rows = x.numel() / cols;
   const unsigned blocks = row_blocks(rows, cols);
@@ -428,6 +428,8 @@ void run_rows(const Tensor& x, const Tensor& mask, const Tensor& dy, const Tenso
   T* mp = mean.data<T>();
   T* rp = rstd.data<T>();
   T* ldp = ln_dx.data<T>();
+  const T* resp = residual.data<T>();
+  T* ldrp = ln_dx_res.data<T>();
   const T scale = T(0.7);
   test::emulate_launch(blocks, row_block_threads, 0, [&] {
     softmax_kernel<T, Warp>(xp, m, m32, rows, per_batch, cols, scale, yp);
@@ -439,7 +441,10 @@ void run_rows(const Tensor& x, const Tensor& mask, const Tensor& dy, const Tenso
     layer_norm_kernel<T, Warp>(xp, gam, bet, rows, cols, T(1e-5), lnp, mp, rp);
   });
   test::emulate_launch(blocks, row_block_threads, 0, [&] {
-    layer_norm_dx_kernel<T, Warp>(xp, gam, mp, rp, gp, rows, cols, ldp);
+    layer_norm_dx_kernel<T, Warp>(xp, gam, mp, rp, gp, nullptr, rows, cols, ldp);
+  });
+  test::emulate_launch(blocks, row_block_threads, 0, [&] {
+    layer_norm_dx_kernel<T, Warp>(xp, gam, mp, rp, gp, resp, rows, cols, ldrp);
   });
 }
 
@@ -458,15 +463,21 @@ TEST(CudaKernelEmulation, RowKernelsMatchTheCpu) {
       Tensor dx_cpu = softmax_backward(y_cpu, dy, 0.7);
       LayerNormResult ln_cpu = layer_norm(x, gamma, beta, 1e-5);
       LayerNormGrads lg_cpu = layer_norm_backward(x, gamma, ln_cpu.mean, ln_cpu.rstd, dy);
+      const Tensor residual = randn(shape, 35, dtype);
+      const Tensor ln_dx_res_cpu =
+          layer_norm_backward(x, gamma, ln_cpu.mean, ln_cpu.rstd, dy, residual).dx;
       auto fresh = [&](const Shape& sh) { return Tensor::empty(sh, dtype); };
-      Tensor y = fresh(shape), dx = fresh(shape), ln = fresh(shape), ln_dx = fresh(shape);
+      Tensor y = fresh(shape), dx = fresh(shape), ln = fresh(shape), ln_dx = fresh(shape),
+             ln_dx_res = fresh(shape);
       Tensor mean = fresh(Shape{batch * per}), rstd = fresh(Shape{batch * per});
       auto run = [&](auto t) {
         using T = decltype(t);
         if (cuda::rows_per_warp(cols))
-          run_rows<T, true>(x, mask, dy, gamma, beta, y, dx, ln, mean, rstd, ln_dx);
+          run_rows<T, true>(x, mask, dy, gamma, beta, residual, y, dx, ln, mean, rstd, ln_dx,
+                                 ln_dx_res);
         else
-          run_rows<T, false>(x, mask, dy, gamma, beta, y, dx, ln, mean, rstd, ln_dx);
+          run_rows<T, false>(x, mask, dy, gamma, beta, residual, y, dx, ln, mean, rstd, ln_dx,
+                                 ln_dx_res);
       };
       if (dtype == DType::f32)
         run(float{});
@@ -479,6 +490,8 @@ TEST(CudaKernelEmulation, RowKernelsMatchTheCpu) {
       EXPECT_LE(rel_error(mean.reshape(ln_cpu.mean.shape()), ln_cpu.mean, "mean"), tol) << "mean";
       EXPECT_LE(rel_error(rstd.reshape(ln_cpu.rstd.shape()), ln_cpu.rstd, "rstd"), tol) << "rstd";
       EXPECT_LE(rel_error(ln_dx, lg_cpu.dx, "layer_norm dx"), tol) << "layer_norm dx";
+      EXPECT_LE(rel_error(ln_dx_res, ln_dx_res_cpu, "layer_norm dx + residual"), tol)
+          << "layer_norm dx + residual";
 
       // Row dots and row sums against float64 loops.
       const int64_t rows = batch * per;

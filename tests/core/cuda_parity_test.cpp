@@ -188,6 +188,11 @@ TEST_P(CudaParity, LayerNorm) {
   expect_close(gg.dx, g.dx, "layer_norm dx");
   expect_close(gg.dgamma, g.dgamma, "layer_norm dgamma");
   expect_close(gg.dbeta, g.dbeta, "layer_norm dbeta");
+  Tensor res = randn(x.shape());
+  Tensor dx_res = layer_norm_backward(x, gamma, r.mean, r.rstd, dy, res).dx;
+  poison(x.shape());
+  expect_close(layer_norm_backward(gpu(x), gpu(gamma), gr.mean, gr.rstd, gpu(dy), gpu(res)).dx,
+               dx_res, "layer_norm dx + residual");
 }
 
 TEST_P(CudaParity, ElementwiseAndReductions) {

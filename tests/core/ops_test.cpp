@@ -269,6 +269,14 @@ TEST(LayerNorm, ForwardAndBackward) {
   EXPECT_LT(finite_difference_error(x, g.dx, loss), fd_tol);
   EXPECT_LT(finite_difference_error(gamma, g.dgamma, loss), fd_tol);
   EXPECT_LT(finite_difference_error(beta, g.dbeta, loss), fd_tol);
+  // A residual gradient is added into dx in the same pass; the parameter gradients ignore it.
+  Tensor res = randn(x.shape(), 55);
+  LayerNormGrads gr = layer_norm_backward(x, gamma, r.mean, r.rstd, w, res);
+  const std::vector<double> dx = g.dx.to_vector(), rv = res.to_vector(), got = gr.dx.to_vector();
+  for (std::size_t i = 0; i < dx.size(); ++i) EXPECT_NEAR(got[i], dx[i] + rv[i], 1e-14) << i;
+  EXPECT_EQ(gr.dgamma.to_vector(), g.dgamma.to_vector());
+  EXPECT_EQ(gr.dbeta.to_vector(), g.dbeta.to_vector());
+  EXPECT_THROW(layer_norm_backward(x, gamma, r.mean, r.rstd, w, randn(Shape{12, 6}, 56)), Error);
 }
 
 // ------------------------------------------------------------------ activations
