@@ -6,10 +6,12 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/cpu/gelu.h"
 #include "core/dispatch.h"
 #include "core/parallel.h"
+#include "core/philox.h"
 #include "core/rng.h"
 
 namespace lra::core::cpu {
@@ -212,30 +214,48 @@ void pair_features_backward(const Tensor& u, const Tensor& v, const Tensor& dy, 
 }
 
 namespace {
-// The 32-bit draws of elements 4 blk .. 4 blk + 3 of a dropout site (see
-// core::dropout_keep_mask); an element is dropped when its draw is below p * 2^32.
-std::array<uint32_t, 4> dropout_draws(int64_t blk, uint64_t seed, uint64_t stream) {
-  return philox4x32_10({static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),
-                        static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32)},
-                       {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
-}
 uint64_t dropout_threshold(double p) { return static_cast<uint64_t>(std::ldexp(p, 32)); }
+
+// The elements of a dropout site in groups of 4 * group_blocks: element i's 32-bit draw is
+// word i % 4 of Philox block i / 4 (counter (i / 4, stream), key seed; see
+// core::dropout_keep_mask), and it is dropped when the draw is below p * 2^32. A group's
+// blocks are drawn in one simple loop over the inline Philox of core/philox.h (the CUDA
+// kernels' own), which the compiler vectorizes across blocks: ~5 ns a block on this
+// machine's AVX-512 core, against ~25 one block at a time through core::philox4x32_10.
+constexpr int64_t group_blocks = 64, group_elements = 4 * group_blocks;
+
+// mask[e] for the elements of group g: 0 when dropped, else `keep`.
+template <typename T>
+void group_mask(int64_t g, uint64_t seed, uint64_t stream, uint64_t threshold, T keep,
+                T (&mask)[group_elements]) {
+  uint32_t bits[group_blocks][4];
+  const uint64_t first = static_cast<uint64_t>(g) * group_blocks;
+  for (int64_t l = 0; l < group_blocks; ++l) {
+    const uint64_t blk = first + static_cast<uint64_t>(l);
+    const philox::Block b = philox::philox4x32_10(
+        static_cast<uint32_t>(blk), static_cast<uint32_t>(blk >> 32),
+        static_cast<uint32_t>(stream), static_cast<uint32_t>(stream >> 32),
+        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+    for (int w = 0; w < 4; ++w) bits[l][w] = b.v[w];
+  }
+  for (int64_t l = 0; l < group_blocks; ++l)
+    for (int w = 0; w < 4; ++w)
+      mask[4 * l + w] = static_cast<uint64_t>(bits[l][w]) < threshold ? T(0) : keep;
+}
 }  // namespace
 
 void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask) {
-  int64_t total = mask.numel();
-  int64_t blocks = (total + 3) / 4;
+  const int64_t total = mask.numel(), groups = (total + group_elements - 1) / group_elements;
   const uint64_t threshold = dropout_threshold(p);
   LRA_DISPATCH_FLOAT(mask.dtype(), T, [&] {
     T* mp = mask.data<T>();
     const T keep = static_cast<T>(1.0 / (1.0 - p));
-    parallel_for(blocks, 4096, [&](int64_t s, int64_t e) {
-      for (int64_t blk = s; blk < e; ++blk) {
-        auto bits = dropout_draws(blk, seed, stream);
-        int64_t base = blk * 4, n = std::min<int64_t>(4, total - base);
-        for (int64_t q = 0; q < n; ++q)
-          mp[base + q] =
-              static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
+    parallel_for(groups, 16, [&](int64_t s, int64_t e) {
+      T m[group_elements];
+      for (int64_t g = s; g < e; ++g) {
+        group_mask(g, seed, stream, threshold, keep, m);
+        const int64_t base = g * group_elements, n = std::min(group_elements, total - base);
+        std::copy(m, m + n, mp + base);
       }
     });
   });
@@ -243,8 +263,8 @@ void dropout_keep_mask(double p, uint64_t seed, uint64_t stream, Tensor& mask) {
 
 void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& drop,
                       const Tensor& residual, Tensor& out) {
-  const int64_t total = y.numel(), blocks = (total + 3) / 4;
-  const int64_t c = y.dim(-1);
+  const int64_t total = y.numel(), c = y.dim(-1);
+  const int64_t groups = (total + group_elements - 1) / group_elements;
   const uint64_t threshold = dropout_threshold(drop.p);
   LRA_DISPATCH_FLOAT(y.dtype(), T, [&] {
     const T* yp = y.data<T>();
@@ -252,23 +272,47 @@ void bias_dropout_add(const Tensor& y, const Tensor& bias, const DropoutDraw& dr
     const T* rp = residual.defined() ? residual.data<T>() : nullptr;
     T* op = out.data<T>();
     const T keep = static_cast<T>(1.0 / (1.0 - drop.p));
-    parallel_for(blocks, 4096, [&](int64_t s, int64_t e) {
-      int64_t j = (s * 4) % c;  // the bias column of element i, advanced with i
-      for (int64_t blk = s; blk < e; ++blk) {
-        const int64_t base = blk * 4, n = std::min<int64_t>(4, total - base);
-        std::array<uint32_t, 4> bits{};
-        if (drop.p > 0) bits = dropout_draws(blk, drop.seed, drop.stream);
-        for (int64_t q = 0; q < n; ++q, j = j + 1 == c ? 0 : j + 1) {
-          const int64_t i = base + q;
-          T v = yp[i];
-          if (bp) v += bp[j];
-          // Times the mask value (0 or keep), as core::mul(x, mask) computes it.
-          if (drop.p > 0)
-            v *= static_cast<uint64_t>(bits[static_cast<std::size_t>(q)]) < threshold ? T(0) : keep;
-          op[i] = rp ? rp[i] + v : v;
+    // One loop per combination of parts, without branches inside.
+    auto run = [&](auto has_bias, auto dropping, auto has_residual) {
+      parallel_for(groups, 16, [&](int64_t s, int64_t e) {
+        T m[group_elements];
+        int64_t j = (s * group_elements) % c;  // the bias column of element i, advanced with i
+        for (int64_t g = s; g < e; ++g) {
+          if constexpr (dropping) group_mask(g, drop.seed, drop.stream, threshold, keep, m);
+          const int64_t base = g * group_elements, n = std::min(group_elements, total - base);
+          for (int64_t q = 0; q < n; ++q) {
+            const int64_t i = base + q;
+            T v = yp[i];
+            if constexpr (has_bias) {
+              v += bp[j];
+              j = j + 1 == c ? 0 : j + 1;
+            }
+            // Times the mask value (0 or keep), as core::mul(x, mask) computes it.
+            if constexpr (dropping) v *= m[q];
+            if constexpr (has_residual) v = rp[i] + v;
+            op[i] = v;
+          }
         }
-      }
-    });
+      });
+    };
+    using yes = std::true_type;
+    using no = std::false_type;
+    auto with_residual = [&](auto has_bias, auto dropping) {
+      if (rp)
+        run(has_bias, dropping, yes{});
+      else
+        run(has_bias, dropping, no{});
+    };
+    auto with_dropping = [&](auto has_bias) {
+      if (drop.p > 0)
+        with_residual(has_bias, yes{});
+      else
+        with_residual(has_bias, no{});
+    };
+    if (bp)
+      with_dropping(yes{});
+    else
+      with_dropping(no{});
   });
 }
 
